@@ -1,0 +1,166 @@
+"""An upstream MCP server offering the MCP conformance suite's server fixtures, behind the gateway.
+
+The suite (`@modelcontextprotocol/conformance`, server scenarios) expects a server with these tools,
+resources and prompts. `make conformance` runs this server as one more upstream of the gateway (upstream
+name `conformance`), so the suite exercises the gateway as an MCP server in front of a faithful upstream.
+It is a tool server like the mesh's own: `/mcp` accepts only the gateway's bearer secret
+(`ACCORD_TOOLS_GATEWAY_SECRET`). Run: `python conformance/fixture_server.py` with `ACCORD_PORT` set.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from accord.tools_server import ToolsSettings, run_tools_server
+
+# A 1x1 PNG and a tiny WAV header: real media types, small enough to inline.
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+    )
+).decode()
+WAV = base64.b64encode(
+    b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00@\x1f\x00\x00\x01\x00\x08\x00"
+    b"data\x00\x00\x00\x00"
+).decode()
+
+
+class Address(BaseModel):
+    street: str = Field(description="Street address")
+    city: str
+
+
+def build(_settings: ToolsSettings) -> MCPServer:
+    mcp = MCPServer("conformance-fixtures", version="1.0.0")
+    _tools(mcp)
+    _resources(mcp)
+    _prompts(mcp)
+    return mcp
+
+
+def _tools(mcp: MCPServer) -> None:
+    @mcp.tool(description="Tests simple text content response")
+    def test_simple_text() -> str:
+        return "This is a simple text response for testing."
+
+    @mcp.tool(description="Tests image content response")
+    def test_image_content() -> list[types.ContentBlock]:
+        return [types.ImageContent(type="image", data=PNG, mime_type="image/png")]
+
+    @mcp.tool(description="Tests audio content response")
+    def test_audio_content() -> list[types.ContentBlock]:
+        return [types.AudioContent(type="audio", data=WAV, mime_type="audio/wav")]
+
+    @mcp.tool(description="Tests embedded resource content response")
+    def test_embedded_resource() -> list[types.ContentBlock]:
+        resource = types.TextResourceContents(
+            uri="test://embedded-resource",
+            mime_type="text/plain",
+            text="This is an embedded resource content.",
+        )
+        return [types.EmbeddedResource(type="resource", resource=resource)]
+
+    @mcp.tool(description="Tests response with multiple content types (text, image, resource)")
+    def test_multiple_content_types() -> list[types.ContentBlock]:
+        resource = types.TextResourceContents(
+            uri="test://mixed-content-resource",
+            mime_type="application/json",
+            text='{"test": "data", "value": 123}',
+        )
+        return [
+            types.TextContent(type="text", text="Multiple content types test:"),
+            types.ImageContent(type="image", data=PNG, mime_type="image/png"),
+            types.EmbeddedResource(type="resource", resource=resource),
+        ]
+
+    @mcp.tool(description="Tests tool that emits log messages during execution")
+    async def test_tool_with_logging(ctx: Context) -> str:
+        for message in ("Tool execution started", "Tool processing data", "Tool execution completed"):
+            await ctx.info(message)
+        return "Tool with logging executed successfully"
+
+    @mcp.tool(description="Tests tool that reports progress notifications")
+    async def test_tool_with_progress(ctx: Context) -> str:
+        for step in (0, 50, 100):
+            await ctx.report_progress(step, 100)
+        return "Tool with progress executed successfully"
+
+    @mcp.tool(description="Tests error response handling")
+    def test_error_handling() -> str:
+        raise ToolError("This tool intentionally returns an error for testing")
+
+    @mcp.tool(description="Tests server-initiated sampling (LLM completion request)")
+    async def test_sampling(prompt: str, ctx: Context) -> str:
+        message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
+        result = await ctx.session.create_message(messages=[message], max_tokens=100)
+        content = result.content
+        text = content.text if isinstance(content, types.TextContent) else str(content)
+        return f"LLM response: {text}"
+
+    @mcp.tool(description="Tests server-initiated elicitation (user input request)")
+    async def test_elicitation(message: str, ctx: Context) -> str:
+        answer = await ctx.elicit(message, Address)
+        return f"User response: action={answer.action}"
+
+    @mcp.tool(description="Tool with JSON Schema 2020-12 features")
+    def json_schema_2020_12_tool(name: str, address: Address | None = None) -> dict[str, Any]:
+        return {"name": name, "address": address.model_dump() if address else None}
+
+
+def _resources(mcp: MCPServer) -> None:
+    @mcp.resource("test://static-text", name="static-text", mime_type="text/plain")
+    def static_text() -> str:
+        return "This is the content of the static text resource."
+
+    @mcp.resource("test://static-binary", name="static-binary", mime_type="image/png")
+    def static_binary() -> bytes:
+        return base64.b64decode(PNG)
+
+    @mcp.resource("test://template/{id}/data", name="template", mime_type="application/json")
+    def template(id: str) -> str:
+        return f'{{"id": "{id}", "templateTest": true, "data": "Data for ID: {id}"}}'
+
+    @mcp.resource("test://watched-resource", name="watched-resource", mime_type="text/plain")
+    def watched() -> str:
+        return "Watched resource content"
+
+
+def _prompts(mcp: MCPServer) -> None:
+    @mcp.prompt(description="A simple prompt without arguments")
+    def test_simple_prompt() -> str:
+        return "This is a simple prompt for testing."
+
+    @mcp.prompt(description="A prompt with required arguments")
+    def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
+        return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+    @mcp.prompt(description="A prompt that includes an embedded resource")
+    def test_prompt_with_embedded_resource(resourceUri: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "role": "user",
+                "content": {
+                    "type": "resource",
+                    "resource": {"uri": resourceUri, "mimeType": "text/plain", "text": "Embedded resource"},
+                },
+            },
+            {"role": "user", "content": {"type": "text", "text": "Process the embedded resource above."}},
+        ]
+
+    @mcp.prompt(description="A prompt that includes image content")
+    def test_prompt_with_image() -> list[dict[str, Any]]:
+        return [
+            {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
+            {"role": "user", "content": {"type": "text", "text": "Please analyze the image above."}},
+        ]
+
+
+if __name__ == "__main__":
+    run_tools_server("conformance-tools", build)

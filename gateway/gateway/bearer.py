@@ -1,0 +1,116 @@
+"""Bearer tokens at the gateway's resource endpoints: taken from the Authorization header only, verified
+with `accord.tokens.TokenVerifier` (asymmetric allowlist, trusted issuers, audience, expiry with bounded
+skew, `typ: at+jwt`), and remembered once verified until they expire.
+
+The cache keeps verification (a signature check and two JSON decodes) off the hot path of an agent that
+calls many tools with one token. It never extends a token's life: every hit re-checks `exp` against the
+clock and, with `key_trusted`, that the key which signed the token is still trusted (a rotated-out key
+stops verifying when its overlap window ends, cached or not); revocation of the grant behind a token is
+checked per call elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import jwt
+from starlette.datastructures import Headers
+
+from accord.keys import KeySource
+from accord.tokens import AccessClaims, TokenError, TokenVerifier
+
+DEFAULT_CACHE_ENTRIES = 10_000
+
+
+class MissingToken(Exception):
+    """No usable bearer credential in the request (`unauthenticated`)."""
+
+
+def bearer_token(headers: Headers) -> str:
+    """The token of the one `Authorization: Bearer` header; query and form tokens are never read."""
+    values = headers.getlist("authorization")
+    if len(values) != 1:
+        raise MissingToken("send exactly one Authorization header" if values else "bearer token required")
+    scheme, _, token = values[0].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise MissingToken("use the Bearer authorization scheme")
+    return token
+
+
+def keys_still_trusted(sources: Mapping[str, KeySource]) -> Callable[[str, str], bool]:
+    """A `key_trusted` check over each issuer's key source (this gateway's own ring among them)."""
+
+    def trusted(issuer: str, kid: str) -> bool:
+        source = sources.get(issuer)
+        return source is not None and source.key_for(kid) is not None
+
+    return trusted
+
+
+class CachedTokenVerifier:
+    """Verifies access tokens and caches the verified claims by token until `exp` (+ the allowed skew).
+
+    Claims that only this gateway can vouch for (`bindings`, `grant_id`) are dropped from tokens of other
+    trusted issuers, so a foreign issuer cannot satisfy an argument constraint bound to a task grant.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        own_issuer: str,
+        leeway_s: float,
+        max_entries: int = DEFAULT_CACHE_ENTRIES,
+        clock: Callable[[], float] = time.time,
+        key_trusted: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        self._verifier = verifier
+        self._own_issuer = own_issuer
+        self._leeway_s = leeway_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._key_trusted = key_trusted
+        self._cache: dict[str, AccessClaims] = {}
+        self._kids: dict[str, str] = {}
+
+    @property
+    def own_issuer(self) -> str:
+        return self._own_issuer
+
+    async def verify(self, token: str) -> AccessClaims:
+        """The verified claims, or `TokenError` (reason `invalid_token`, with its `cause`)."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            if self._clock() < cached.exp + self._leeway_s and self._still_trusted(token, cached):
+                return cached
+            # Re-verify, so the caller gets the precise cause (`expired`, `unknown_key`).
+            del self._cache[token]
+            self._kids.pop(token, None)
+        claims = await self._verifier.verify_async(token)
+        if claims.iss != self._own_issuer:
+            claims = replace(claims, bindings={}, grant_id=None)
+        self._remember(token, claims)
+        return claims
+
+    def _still_trusted(self, token: str, claims: AccessClaims) -> bool:
+        kid = self._kids.get(token)
+        return self._key_trusted is None or (kid is not None and self._key_trusted(claims.iss, kid))
+
+    def _remember(self, token: str, claims: AccessClaims) -> None:
+        if len(self._cache) >= self._max_entries:
+            now = self._clock()
+            self._cache = {t: c for t, c in self._cache.items() if now < c.exp + self._leeway_s}
+            if len(self._cache) >= self._max_entries:
+                # Still full of live tokens: forget the older half (dicts keep insertion order).
+                for stale in list(self._cache)[: self._max_entries // 2]:
+                    del self._cache[stale]
+            self._kids = {t: k for t, k in self._kids.items() if t in self._cache}
+        self._cache[token] = claims
+        if self._key_trusted is not None:
+            # The token verified, so its header is well formed and names its key.
+            self._kids[token] = str(jwt.get_unverified_header(token).get("kid", ""))
+
+
+__all__ = ["CachedTokenVerifier", "MissingToken", "TokenError", "bearer_token", "keys_still_trusted"]

@@ -1,0 +1,61 @@
+"""The verified caller of one `/mcp` request, handed from the authorization layer to the federation.
+
+The layer (`gateway.mcp_guard`) verifies the token and decides each tool call before the MCP server sees
+the request; it leaves its findings in the ASGI scope's `state`, where the federation reads them to label
+its audit records and to show each caller only the tools it may call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from accord.tokens import AccessClaims
+from gateway.policy import Subject
+
+CALLER_KEY = "accord.caller"
+AUTHORIZED_CALL_KEY = "accord.authorized_call"
+
+
+@dataclass(frozen=True)
+class Caller:
+    claims: AccessClaims
+    subject: Subject
+
+    @property
+    def client_id(self) -> str:
+        return self.claims.client_id
+
+    @property
+    def rate_key(self) -> str:
+        return f"{self.subject.issuer or ''}|{self.subject.client_id}"
+
+
+@dataclass(frozen=True)
+class AuthorizedCall:
+    """A `tools/call` the layer allowed: exactly this tool with exactly these arguments."""
+
+    caller: Caller
+    tool: str
+    arguments: Mapping[str, Any]
+    rule: str | None
+
+
+def _state(request: Request | None) -> Mapping[str, Any]:
+    if request is None:
+        return {}
+    state = request.scope.get("state")
+    return state if isinstance(state, Mapping) else {}
+
+
+def caller_of(request: Request | None) -> Caller | None:
+    caller = _state(request).get(CALLER_KEY)
+    return caller if isinstance(caller, Caller) else None
+
+
+def authorized_call_of(request: Request | None) -> AuthorizedCall | None:
+    call = _state(request).get(AUTHORIZED_CALL_KEY)
+    return call if isinstance(call, AuthorizedCall) else None

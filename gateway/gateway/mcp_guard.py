@@ -1,0 +1,302 @@
+"""Per-call authorization in front of `/mcp`: a pure-ASGI layer, so MCP's streamed responses pass through.
+
+For every request to `/mcp` the layer reads the body once (size-capped, strict JSON: duplicate keys, NaN,
+batches and the like are refused, so the MCP server can never read a different message than the one judged)
+and verifies the bearer token: asymmetric algorithm allowlist, trusted issuer and key, audience = this MCP
+endpoint, expiry with bounded skew, `typ: at+jwt`, and that the task grant behind it is still active.
+A `tools/call` is then checked on its own, in this order: the client's rate limit (429), the
+`tool:<upstream>.<tool>` scope (403 insufficient_scope), the tool policy with its argument constraints
+(403 policy_denied). Only then is the body replayed to the MCP app, with the verified caller and the
+allowed call left in the ASGI scope's state for the federation.
+
+Every refusal is audited (reason code, trace id, caller, tool, argument digest, rule, grant, workflow,
+task; never the token or the arguments) and answered without any upstream being contacted. Allowed calls
+are audited once, by the federation's call pipeline, after the upstream answered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from accord.audit import AuditEvent, AuditLog
+from accord.errors import AccordError
+from accord.strict_json import DEFAULT_MAX_BYTES, StrictJsonError, loads_strict
+from accord.tokens import AccessClaims, TokenError
+from gateway.bearer import CachedTokenVerifier, MissingToken, bearer_token
+from gateway.caller import AUTHORIZED_CALL_KEY, CALLER_KEY, AuthorizedCall, Caller
+from gateway.catalog import SEPARATOR
+from gateway.challenges import Rejection, send_rejection
+from gateway.oauth.grants import GrantAuthority, GrantError
+from gateway.policy import PolicyStore, Subject, tool_scope
+from gateway.rate_limit import RateLimiter
+from gateway.tool_audit import ACTION as TOOL_CALL_ACTION
+from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
+from gateway.trace_context import trace_id_from
+
+REQUEST_ACTION = "mcp.request"
+_MAX_TOOL_NAME = 256
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    path: str  # the MCP endpoint's route path, e.g. "/mcp"
+    resource_metadata_url: str
+    max_body_bytes: int = DEFAULT_MAX_BYTES
+
+
+@dataclass
+class _Request:
+    """What the layer learned about one request, for its decision and its audit record."""
+
+    method: str | None = None
+    request_id: object = None
+    trace_id: str = ""
+    tool: str | None = None
+    arguments: Mapping[str, Any] | None = None
+    caller: Caller | None = None
+
+
+class McpGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: GuardConfig,
+        verifier: CachedTokenVerifier,
+        policy: PolicyStore,
+        grants: GrantAuthority,
+        limiter: RateLimiter,
+        audit: AuditLog,
+    ) -> None:
+        self.app = app
+        self._config = config
+        self._verifier = verifier
+        self._policy = policy
+        self._grants = grants
+        self._limiter = limiter
+        self._audit = audit
+        self._tool_audit = ToolCallAudit(audit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope).rstrip("/") != self._config.path:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        seen = _Request(trace_id=trace_id_from(None, headers))
+        try:
+            body = await self._read_body(headers, receive)
+        except _Disconnected:
+            return
+        except StrictJsonError as exc:
+            await self._refuse(send, seen, Rejection(exc), started)
+            return
+        rejection = await self._judge(scope, headers, body, seen)
+        if rejection is not None:
+            await self._refuse(send, seen, rejection, started)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _judge(self, scope: Scope, headers: Headers, body: bytes, seen: _Request) -> Rejection | None:
+        message, malformed = self._parse(body) if scope["method"] == "POST" else (None, None)
+        if isinstance(message, dict):
+            self._describe(message, headers, seen)
+        try:
+            seen.caller = await self._authenticate(headers)
+        except _Refused as refused:
+            return refused.rejection
+        state = scope.setdefault("state", {})
+        state[CALLER_KEY] = seen.caller
+        if malformed is not None:
+            return Rejection(malformed)
+        if seen.method != "tools/call":
+            return None
+        if seen.tool is None or seen.arguments is None:
+            return Rejection(
+                AccordError("invalid_input", "tools/call needs params.name and object arguments")
+            )
+        rejection, rule = await self._authorize_call(seen.caller, seen.tool, seen.arguments)
+        if rejection is None:
+            state[AUTHORIZED_CALL_KEY] = AuthorizedCall(seen.caller, seen.tool, seen.arguments, rule)
+        return rejection
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
+        limit = self._config.max_body_bytes
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
+            raise StrictJsonError("body_too_large", "body_too_large", limit=limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise StrictJsonError("body_too_large", "body_too_large", limit=limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> tuple[Any, AccordError | None]:
+        try:
+            message = loads_strict(body, max_bytes=self._config.max_body_bytes)
+        except StrictJsonError as exc:
+            return None, exc
+        if isinstance(message, list):
+            return None, AccordError("invalid_input", "JSON-RPC batches are not accepted")
+        if not isinstance(message, dict):
+            return None, AccordError("invalid_input", "the body must be one JSON-RPC message object")
+        return message, None
+
+    @staticmethod
+    def _describe(message: dict[str, Any], headers: Headers, seen: _Request) -> None:
+        seen.request_id = message.get("id")
+        method = message.get("method")
+        seen.method = method if isinstance(method, str) else None
+        params = message.get("params")
+        if not isinstance(params, dict):
+            return
+        meta = params.get("_meta")
+        seen.trace_id = trace_id_from(meta if isinstance(meta, dict) else None, headers)
+        if seen.method != "tools/call":
+            return
+        name = params.get("name")
+        arguments = params.get("arguments", {})
+        if isinstance(name, str) and 0 < len(name) <= _MAX_TOOL_NAME:
+            seen.tool = name
+        if arguments is None or isinstance(arguments, dict):
+            seen.arguments = arguments or {}
+
+    # --- deciding -------------------------------------------------------------------------------------
+
+    async def _authenticate(self, headers: Headers) -> Caller:
+        try:
+            token = bearer_token(headers)
+        except MissingToken as exc:
+            raise _Refused(Rejection(AccordError("unauthenticated", str(exc)))) from None
+        try:
+            claims = await self._verifier.verify(token)
+        except TokenError as exc:
+            raise _Refused(Rejection(exc, cause=exc.cause)) from None
+        caller = Caller(claims, self._subject(claims))
+        try:
+            await self._grants.ensure_active(claims)
+        except GrantError as exc:
+            raise _Refused(Rejection(exc, cause=exc.cause, extra={"caller": caller})) from None
+        return caller
+
+    def _subject(self, claims: AccessClaims) -> Subject:
+        ours = claims.iss == self._verifier.own_issuer
+        return Subject(claims.client_id, None if ours else claims.iss)
+
+    async def _authorize_call(
+        self, caller: Caller, tool: str, arguments: Mapping[str, Any]
+    ) -> tuple[Rejection | None, str | None]:
+        policy = self._policy.current
+        wait = await self._limiter.acquire(caller.rate_key, policy.rate_limit(caller.subject))
+        if wait > 0:
+            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
+            return Rejection(error, retry_after_s=wait), None
+        needed = tool_scope(tool)
+        if needed not in caller.claims.scopes:
+            error = AccordError("insufficient_scope", f"the token lacks the scope {needed}")
+            return Rejection(error, scope=needed), None
+        verdict = policy.decide(caller.subject, tool, arguments, caller.claims.bindings)
+        if not verdict.allowed:
+            return Rejection(AccordError("policy_denied", verdict.detail), rule=verdict.rule), verdict.rule
+        return None, verdict.rule
+
+    # --- refusing -------------------------------------------------------------------------------------
+
+    async def _refuse(self, send: Send, seen: _Request, rejection: Rejection, started: float) -> None:
+        caller = seen.caller or rejection.extra.get("caller")
+        await self._record(seen, rejection, caller if isinstance(caller, Caller) else None, started)
+        await send_rejection(send, rejection, seen.request_id, self._config.resource_metadata_url)
+
+    async def _record(
+        self, seen: _Request, rejection: Rejection, caller: Caller | None, started: float
+    ) -> None:
+        claims = caller.claims if caller is not None else None
+        detail = (
+            rejection.error.detail
+            if rejection.cause is None
+            else f"{rejection.cause}: {rejection.error.detail}"
+        )
+        if seen.method == "tools/call" and seen.tool is not None:
+            upstream, separator, _ = seen.tool.partition(SEPARATOR)
+            await self._tool_audit.record(
+                ToolCallRecord(
+                    tool=seen.tool,
+                    upstream=upstream if separator else None,
+                    arguments_sha256=argument_digest(seen.arguments or {}),
+                    outcome=Outcome.DENIED,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    trace_id=seen.trace_id,
+                    principal=claims.client_id if claims else "anonymous",
+                    reason=rejection.error.reason,
+                    run_id=claims.wf if claims else None,
+                    client_id=claims.client_id if claims else None,
+                    subject=claims.sub if claims else None,
+                    grant_id=claims.grant_id if claims else None,
+                    task=claims.task if claims else None,
+                    rule=rejection.rule,
+                    detail=detail,
+                )
+            )
+            return
+        details: dict[str, Any] = {"method": (seen.method or "")[:_MAX_TOOL_NAME] or None, "detail": detail}
+        if claims is not None:
+            details.update(
+                client_id=claims.client_id, subject=claims.sub, grant_id=claims.grant_id, task=claims.task
+            )
+        await self._audit.append(
+            AuditEvent(
+                actor=claims.client_id if claims else "anonymous",
+                action=REQUEST_ACTION if seen.method != "tools/call" else TOOL_CALL_ACTION,
+                outcome=Outcome.DENIED.value,
+                reason=rejection.error.reason,
+                trace_id=seen.trace_id,
+                run_id=claims.wf if claims else None,
+                details={name: value for name, value in details.items() if value is not None},
+            )
+        )
+
+
+class _Refused(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.error.reason)
+        self.rejection = rejection
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's mount point (`root_path`), as the MCP app will route it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that yields the already-read body once, then defers to the real one (disconnects)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -1,0 +1,145 @@
+"""The path of one `tools/call` through the gateway: resolve, authorize, forward, mark, audit.
+
+Each step either hands on or ends the call with a reason code. Exactly one audit record is written per call,
+whatever the outcome; if it cannot be written the call fails rather than going unrecorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import mcp_types as types
+from starlette.datastructures import Headers
+from starlette.requests import Request
+
+from accord.errors import AccordError
+from gateway.authorization import ANONYMOUS, Authorizer, Decision, ToolCallContext
+from gateway.catalog import FederatedTool, ToolCatalog, split_federated_name
+from gateway.provenance import gateway_error_result, with_provenance
+from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
+from gateway.upstreams import UpstreamFailure, UpstreamPool
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundCall:
+    """A `tools/call` as it reached the MCP endpoint. `arguments` is read-only: what the authorizer judges
+    is exactly what goes upstream."""
+
+    name: str
+    arguments: Mapping[str, Any]
+    headers: Headers
+    trace_id: str
+    request: Request | None = None
+
+
+class _Trail:
+    """Collects what the audit record of one call needs as the call moves through the steps."""
+
+    def __init__(self, audit: ToolCallAudit, inbound: InboundCall) -> None:
+        self._audit = audit
+        self._inbound = inbound
+        self._started = time.perf_counter()
+        self._digest = argument_digest(inbound.arguments)
+        self.upstream: str | None = None
+        self.decision: Decision | None = None
+
+    async def write(
+        self, outcome: Outcome, reason: str | None = None, tool_error: bool | None = None
+    ) -> None:
+        decision = self.decision
+        await self._audit.record(
+            ToolCallRecord(
+                tool=self._inbound.name,
+                upstream=self.upstream,
+                arguments_sha256=self._digest,
+                outcome=outcome,
+                duration_ms=(time.perf_counter() - self._started) * 1000,
+                trace_id=self._inbound.trace_id,
+                principal=decision.principal if decision else ANONYMOUS,
+                reason=reason,
+                run_id=decision.run_id if decision else None,
+                tool_error=tool_error,
+                client_id=decision.principal if decision and decision.principal != ANONYMOUS else None,
+                subject=decision.subject if decision else None,
+                grant_id=decision.grant_id if decision else None,
+                task=decision.task if decision else None,
+                rule=decision.rule if decision else None,
+                detail=decision.detail if decision and not decision.allowed else None,
+            )
+        )
+
+
+class ToolCallPipeline:
+    """Runs one call through the steps. Caller mistakes and denials raise `AccordError` (a JSON-RPC error);
+    upstream failures return an `is_error` result, because the model should see and handle them."""
+
+    def __init__(
+        self, catalog: ToolCatalog, pool: UpstreamPool, authorizer: Authorizer, audit: ToolCallAudit
+    ) -> None:
+        self._catalog = catalog
+        self._pool = pool
+        self._authorizer = authorizer
+        self._audit = audit
+
+    async def call(self, inbound: InboundCall) -> types.CallToolResult:
+        trail = _Trail(self._audit, inbound)
+        try:
+            federated = await self._catalog.resolve(inbound.name)
+        except AccordError as exc:
+            await trail.write(Outcome.REJECTED, exc.reason)
+            raise
+        except UpstreamFailure as exc:
+            # The name parsed and names a configured upstream, which has never answered a tool listing.
+            trail.upstream, tool = split_federated_name(inbound.name)
+            await trail.write(Outcome.FAILED, exc.reason)
+            return gateway_error_result(exc.reason, exc.detail, trail.upstream, tool)
+        trail.upstream = federated.upstream
+
+        trail.decision = await self._authorize(federated, inbound)
+        if not trail.decision.allowed:
+            reason = trail.decision.reason or "policy_denied"
+            await trail.write(Outcome.DENIED, reason)
+            raise AccordError(reason, trail.decision.detail)
+
+        return await self._forward(federated, inbound, trail)
+
+    async def _authorize(self, federated: FederatedTool, inbound: InboundCall) -> Decision:
+        call = ToolCallContext(
+            tool=federated.name,
+            upstream=federated.upstream,
+            upstream_tool=federated.upstream_tool,
+            arguments=inbound.arguments,
+            headers=inbound.headers,
+            trace_id=inbound.trace_id,
+            request=inbound.request,
+        )
+        try:
+            return await self._authorizer.authorize(call)
+        except AccordError as exc:
+            return Decision.deny(exc.reason, exc.detail)
+        except Exception:
+            # Fail closed: an authorizer that cannot decide has not allowed anything.
+            logger.exception("authorizer raised", extra={"tool": federated.name})
+            return Decision.deny("internal_error", "the call could not be authorized")
+
+    async def _forward(
+        self, federated: FederatedTool, inbound: InboundCall, trail: _Trail
+    ) -> types.CallToolResult:
+        upstream = self._pool.upstreams[federated.upstream]
+        try:
+            result = await upstream.call_tool(
+                federated.upstream_tool, dict(inbound.arguments), federated.tool.output_schema
+            )
+        except UpstreamFailure as exc:
+            await trail.write(Outcome.FAILED, exc.reason)
+            return gateway_error_result(exc.reason, exc.detail, federated.upstream, federated.upstream_tool)
+        received_at = datetime.now(UTC)
+        await trail.write(Outcome.OK, tool_error=bool(result.is_error))
+        return with_provenance(result, federated.upstream, federated.upstream_tool, received_at)

@@ -1,0 +1,107 @@
+"""Accord refusals as A2A errors, alike on JSON-RPC, HTTP+JSON and gRPC.
+
+A refusal inside the A2A protocol is one of the a2a-sdk error classes (so its JSON-RPC code, HTTP status
+and gRPC status are A2A's) carrying Accord's reason code as `data = {"reason": ..., "cause": ...}`.
+JSON-RPC and HTTP+JSON put `data` into the `google.rpc.ErrorInfo` metadata, which the a2a-sdk client hands
+back as the error's `data`. Its gRPC client keeps only the status message, so the message itself starts
+with `<reason> (<cause>): `, and `AccordGrpcHandler` puts `data` into the ErrorInfo metadata as well.
+
+`AccordRefusal` is for the refusals A2A leaves to the transport (authentication, authorization): on gRPC
+it is answered with the error table's status (UNAUTHENTICATED, PERMISSION_DENIED, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from a2a.server.request_handlers import GrpcHandler
+from a2a.utils.errors import A2A_ERROR_MAPPING, A2A_ERROR_REASONS, A2AError, InvalidRequestError
+from a2a.utils.grpc_status import status_to_grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from accord.errors import ERROR_TABLE, AccordError
+
+A2A_DOMAIN = "a2a-protocol.org"
+ACCORD_DOMAIN = "accord"
+_REASON_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_])([a-z][a-z_]*)(?: \(([a-z_]+)\))?: ")
+_MAX_METADATA_VALUE = 256
+
+
+class AccordRefusal(A2AError):
+    """A refusal the transport answers with the error table's status (gRPC: `AccordGrpcHandler`)."""
+
+    def __init__(self, error: AccordError, cause: str | None = None) -> None:
+        self.error = error
+        self.cause = cause
+        super().__init__(_message(error, cause), data=_data(error, cause))
+
+
+def a2a_refusal(
+    error: AccordError, kind: type[A2AError] = InvalidRequestError, cause: str | None = None
+) -> A2AError:
+    """`error` as the A2A error `kind`, its reason (and cause) in `data` and at the head of the message."""
+    return kind(_message(error, cause), data=_data(error, cause))
+
+
+def _message(error: AccordError, cause: str | None) -> str:
+    return f"{error.reason} ({cause}): {error.detail}" if cause else f"{error.reason}: {error.detail}"
+
+
+def _data(error: AccordError, cause: str | None) -> dict[str, Any]:
+    return {"reason": error.reason, **({"cause": cause} if cause else {})}
+
+
+def refusal_reason(exc: BaseException) -> tuple[str, str | None] | None:
+    """The Accord reason (and cause) an A2A error or client error carries, from its data or its text."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, Mapping) and data.get("reason") in ERROR_TABLE:
+        cause = data.get("cause")
+        return str(data["reason"]), cause if isinstance(cause, str) else None
+    for match in _REASON_IN_TEXT.finditer(str(exc)):
+        if match.group(1) in ERROR_TABLE:
+            return match.group(1), match.group(2)
+    return None
+
+
+def _string_metadata(data: object) -> dict[str, str]:
+    if not isinstance(data, Mapping):
+        return {}
+    return {
+        str(key): str(value)[:_MAX_METADATA_VALUE]
+        for key, value in data.items()
+        if isinstance(value, str | int | float | bool)
+    }
+
+
+class AccordGrpcHandler(GrpcHandler):
+    """The a2a-sdk gRPC servicer, answering errors with their reason in the ErrorInfo metadata, and an
+    `AccordRefusal` with the error table's gRPC status."""
+
+    def status_of(self, error: A2AError) -> tuple[grpc.StatusCode, str, str] | None:
+        """The gRPC status, ErrorInfo reason and domain of an error (None: leave it to the SDK)."""
+        if isinstance(error, AccordRefusal):
+            return error.error.kind.grpc_status, error.error.reason.upper(), ACCORD_DOMAIN
+        mapping = A2A_ERROR_MAPPING.get(type(error))
+        if mapping is None:
+            return None
+        return grpc.StatusCode[mapping.grpc_status], A2A_ERROR_REASONS[type(error)], A2A_DOMAIN
+
+    async def abort_context(self, error: A2AError, context: grpc.aio.ServicerContext) -> None:  # type: ignore[type-arg]
+        status_of = self.status_of(error)
+        metadata = _string_metadata(error.data)
+        if status_of is None or not metadata:
+            await super().abort_context(error, context)
+            return
+        code, reason, domain = status_of
+        info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata)
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+        rich = status_to_grpc(status)
+        trailing = [(str(k), v) for k, v in (context.trailing_metadata() or ())]
+        context.set_trailing_metadata((*trailing, *rich.trailing_metadata))
+        await context.abort(rich.code, rich.details)

@@ -1,0 +1,55 @@
+"""The credit-risk demo: a few sample applicants through the orchestrator's public REST endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from accord.topology import repo_root
+
+WORKFLOW_INPUT_FIELDS = ("applicant_id", "account_id", "name", "birth_date", "country", "requested_amount")
+
+
+def sample_applicants(count: int) -> list[dict[str, Any]]:
+    """One applicant per scenario first, so a short demo still shows every kind of case."""
+    applicants: list[dict[str, Any]] = json.loads((repo_root() / "data" / "applicants.json").read_text())
+    first_of_each = list({a["scenario"]: a for a in reversed(applicants)}.values())[::-1]
+    rest = [a for a in applicants if a not in first_of_each]
+    return (first_of_each + rest)[:count]
+
+
+def run_demo(orchestrator_url: str, count: int, echo: Callable[[str], None]) -> bool:
+    ok = True
+    with httpx.Client(base_url=orchestrator_url, timeout=60.0) as client:
+        for applicant in sample_applicants(count):
+            body = {k: applicant[k] for k in WORKFLOW_INPUT_FIELDS if k in applicant}
+            response = client.post("/v1/workflows/credit-risk/runs", params={"wait": 30}, json=body)
+            run = response.json()
+            if response.status_code != 201 or run.get("status") != "completed":
+                echo(f"\n{applicant['name']}: run did not complete ({response.status_code}): {run}")
+                ok = False
+                continue
+            echo(render_run(applicant, run))
+    return ok
+
+
+def render_run(applicant: dict[str, Any], run: dict[str, Any]) -> str:
+    result = run["result"]
+    wall_ms = (run["finished_at"] - run["created_at"]) * 1000
+    lines = [
+        "",
+        f"{applicant['name']} ({applicant['scenario']}), asks {applicant['requested_amount']:,.0f}",
+        f"  decision: {result['decision'].upper()}   run {run['id'][:8]}  wall {wall_ms:.0f} ms",
+    ]
+    lines += [f"  - [{r['effect']}] {r['rule']}: {r['detail']}" for r in result["reasons"]]
+    latencies = ", ".join(
+        f"{step['agent'] or step['skill']} {step['latency_ms']:.0f} ms"
+        if step["latency_ms"] is not None
+        else f"{step['skill']} {step['status']}"
+        for step in run["steps"]
+    )
+    lines.append(f"  agents: {latencies}")
+    return "\n".join(lines)

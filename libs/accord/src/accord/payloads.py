@@ -1,0 +1,122 @@
+"""JSON payloads carried in A2A messages and artifacts as data parts.
+
+Protobuf `Struct` holds every number as a double; contracts are validated after decoding, where integral
+floats are accepted as integers (JSON Schema treats 1.0 as an integer too).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from a2a.types import Artifact, Message, Part, Role, Task
+from google.protobuf import json_format, struct_pb2
+
+from accord import delegation
+
+SKILL_METADATA_KEY = "accord.skill"
+# The task grant (a JWT) for the step's tools. The gateway relay puts it there before it signs the message,
+# so the grant travels inside the signed envelope.
+GRANT_METADATA_KEY = "accord.grant"
+# Which run (`wf`) and step (`task`) a message belongs to, and the step's deadline (unix seconds): the relay
+# binds the grant and the signature to them.
+WF_METADATA_KEY = "accord.wf"
+TASK_METADATA_KEY = "accord.task"
+DEADLINE_METADATA_KEY = "accord.deadline"
+# On a relayed reply: the grant the step ran under (ids and scopes, never the grant itself), signed with it.
+GRANT_RECORD_METADATA_KEY = "accord.grant_record"
+
+
+def data_part(data: dict[str, Any]) -> Part:
+    part = Part(media_type="application/json")
+    part.data.CopyFrom(json_format.ParseDict(data, struct_pb2.Value()))
+    return part
+
+
+def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    return json_format.ParseDict(data, struct_pb2.Struct())
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return _integral(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
+
+
+def _integral(value: Any) -> Any:
+    """Undo protobuf's int->double widening for integral values."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def first_data(parts: Any) -> dict[str, Any] | None:
+    """The first data part whose value is a JSON object."""
+    for part in parts:
+        if part.WhichOneof("content") == "data":
+            value = _integral(json_format.MessageToDict(part.data))
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def skill_request(
+    skill: str,
+    data: dict[str, Any],
+    context_id: str | None = None,
+    grant: str | None = None,
+    *,
+    wf: str | None = None,
+    task: str | None = None,
+    deadline: float | None = None,
+) -> Message:
+    """A user message that asks an agent to run one skill on one JSON input, with the step's task grant
+    (or, through the relay, the run, step and deadline the relay issues that grant for)."""
+    metadata: dict[str, Any] = {SKILL_METADATA_KEY: skill}
+    if grant:
+        metadata[GRANT_METADATA_KEY] = grant
+    for key, value in ((WF_METADATA_KEY, wf), (TASK_METADATA_KEY, task), (DEADLINE_METADATA_KEY, deadline)):
+        if value is not None:
+            metadata[key] = value
+    delegation.inject(metadata)
+    message = Message(
+        role=Role.ROLE_USER,
+        message_id=str(uuid.uuid4()),
+        parts=[data_part(data)],
+        metadata=to_struct(metadata),
+    )
+    if context_id:
+        message.context_id = context_id
+    return message
+
+
+def metadata_of(obj: Any) -> dict[str, Any]:
+    """The metadata of a message, task or streaming event as JSON (empty when it has none)."""
+    return from_struct(obj.metadata) if obj.HasField("metadata") else {}
+
+
+def requested_skill(message: Message) -> str | None:
+    value = metadata_of(message).get(SKILL_METADATA_KEY)
+    return value if isinstance(value, str) else None
+
+
+def message_grant(message: Message) -> str | None:
+    """The task grant a message carries, if any."""
+    if not message.HasField("metadata"):
+        return None
+    value = from_struct(message.metadata).get(GRANT_METADATA_KEY)
+    return value if isinstance(value, str) and value else None
+
+
+def artifact_data(artifact: Artifact) -> dict[str, Any] | None:
+    return first_data(artifact.parts)
+
+
+def task_result(task: Task, name: str = "result") -> dict[str, Any] | None:
+    """The JSON object of the task's named artifact (the agent's output)."""
+    for artifact in task.artifacts:
+        if artifact.name == name:
+            return artifact_data(artifact)
+    return None

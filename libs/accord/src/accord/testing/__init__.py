@@ -1,0 +1,1 @@
+"""Helpers for testing Accord services against real processes and real stores."""

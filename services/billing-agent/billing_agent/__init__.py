@@ -1,0 +1,1 @@
+"""Accord billing specialist: resolves a billing ticket from the customer's invoices and payments."""

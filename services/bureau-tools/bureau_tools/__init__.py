@@ -1,0 +1,1 @@
+"""bureau-tools: the upstream MCP server over the (synthetic) credit bureau files."""

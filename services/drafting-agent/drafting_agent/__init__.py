@@ -1,0 +1,1 @@
+"""Accord drafting specialist: writes and revises compliance memos from a sourced fact base."""

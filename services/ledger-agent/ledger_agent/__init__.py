@@ -1,0 +1,1 @@
+"""Accord ledger specialist: profiles an applicant's transactions fetched through the gateway."""

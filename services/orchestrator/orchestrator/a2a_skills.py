@@ -1,0 +1,153 @@
+"""The orchestrator as an A2A agent: one skill per workflow, progress streamed as status events.
+
+Any A2A caller can run a workflow, including another orchestrator whose workflow has a step with this
+skill (hierarchical orchestration). Each step's status change is streamed as a WORKING status update
+carrying `{"step", "skill", "status", "agent", ...}`; the final artifact `result` is the run summary
+(status, result, steps, conflicts, review). A run that waits for human review still ends the A2A task
+(COMPLETED, artifact status `waiting_review`): the caller decides what a pending review means to it.
+
+A request carries its delegation depth (`accord.delegation`); one deeper than the orchestrator's limit is
+rejected with `delegation_depth_exceeded` before anything runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from a2a.helpers import new_task_from_user_message
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.tasks import TaskUpdater
+from a2a.types import AgentCard, Part, TaskState
+
+from accord.cards import SkillSchemas, build_card, load_card_source
+from accord.delegation import depth_of
+from accord.errors import AccordError
+from accord.payloads import data_part, first_data, requested_skill
+from orchestrator.engine import StepRecord
+from orchestrator.runs import RunService
+from orchestrator.workflows import WorkflowSpec
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["run_id", "workflow", "status"],
+    "properties": {
+        "run_id": {"type": "string"},
+        "workflow": {"type": "string"},
+        "status": {"enum": ["completed", "failed", "waiting_review"]},
+        "result": {"type": ["object", "null"]},
+        "steps": {"type": "array"},
+        "conflicts": {"type": "array"},
+        "review": {"type": ["object", "null"]},
+        "error": {"type": ["object", "null"]},
+        "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    },
+}
+WORKFLOW_TAG = "workflow"
+
+
+def orchestrator_card(workflows: dict[str, WorkflowSpec], base_url: str, grpc_address: str) -> AgentCard:
+    source = load_card_source("orchestrator")
+    source["skills"] = [
+        {
+            "id": spec.name,
+            "name": spec.name,
+            "description": spec.description,
+            "tags": [WORKFLOW_TAG, *spec.patterns()],
+            "inputModes": ["application/json"],
+            "outputModes": ["application/json"],
+        }
+        for spec in workflows.values()
+    ]
+    schemas = {spec.name: SkillSchemas(spec.input_schema, RESULT_SCHEMA) for spec in workflows.values()}
+    return build_card(source, base_url, grpc_address, schemas)
+
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """The final artifact of a run: what a caller (or a parent workflow) needs of it."""
+    summary = {key: run.get(key) for key in ("result", "steps", "conflicts", "review", "error")}
+    summary.update(run_id=run["id"], workflow=run["workflow"], status=run["status"])
+    summary["confidence"] = run_confidence(run)
+    return summary
+
+
+def run_confidence(run: dict[str, Any]) -> float | None:
+    """The least confident completed step, for a parent workflow's threshold; 0 while a human must look."""
+    if run["status"] == "waiting_review":
+        return 0.0
+    reported = [s["confidence"] for s in run["steps"] if s.get("confidence") is not None]
+    return min(reported) if reported else None
+
+
+class WorkflowExecutor(AgentExecutor):
+    def __init__(self, runs: RunService) -> None:
+        self._runs = runs
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.message is not None
+        task = context.current_task or new_task_from_user_message(context.message)
+        if context.current_task is None:
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        workflow = requested_skill(context.message) or _only_workflow(self._runs)
+        data = first_data(context.message.parts)
+        depth = depth_of(context.message)
+        try:
+            spec = await self._runs.admit(workflow or "", data, _caller(context), depth)
+        except AccordError as error:
+            await updater.reject(updater.new_agent_message([_error_part(error)]))
+            return
+        assert data is not None
+        await updater.start_work()
+
+        async def progress(record: StepRecord) -> None:
+            await updater.update_status(
+                TaskState.TASK_STATE_WORKING, updater.new_agent_message([data_part(step_event(record))])
+            )
+
+        run = await self._runs.run(spec, data, _caller(context), progress, depth)
+        await updater.add_artifact([data_part(run_summary(run))], name="result")
+        if run["status"] == "failed":
+            await updater.failed(updater.new_agent_message([data_part({"error": run["error"]})]))
+        else:
+            await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.task_id is not None
+        assert context.context_id is not None
+        await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
+
+
+def step_event(record: StepRecord) -> dict[str, Any]:
+    """One streamed progress event: a step's status and what decided it."""
+    event: dict[str, Any] = {
+        "step": record.id,
+        "skill": record.skill,
+        "status": record.status,
+        "agent": record.agent,
+    }
+    if record.error:
+        event["error"] = record.error
+    if record.skipped:
+        event["skipped"] = record.skipped
+    if record.review:
+        event["review"] = {"reason": record.review.get("reason"), "detail": record.review.get("detail")}
+    if record.route:
+        event["route"] = record.route
+    if record.loop:
+        event["loop"] = {"state": record.loop.get("state"), "iterations": record.loop.get("iterations")}
+    return event
+
+
+def _only_workflow(runs: RunService) -> str | None:
+    return next(iter(runs.workflows)) if len(runs.workflows) == 1 else None
+
+
+def _caller(context: RequestContext) -> str:
+    user = context.call_context.user if context.call_context else None
+    name = getattr(user, "user_name", "") if user else ""
+    return f"a2a:{name or 'anonymous'}"
+
+
+def _error_part(error: AccordError) -> Part:
+    return data_part({"error": {"reason": error.reason, "message": error.detail, **error.context}})

@@ -1,0 +1,80 @@
+"""The orchestrator's REST API.
+
+`GET /v1/runs/{id}` returns the whole run: every step's status, output, timings, attempts and grant; the
+conflicts between facts and how each was settled; the decision rationale; the pending human review, if any.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from accord.errors import AccordError
+from accord.service import read_json_object
+from orchestrator.runs import RunService
+from orchestrator.workflows import WorkflowSpec
+
+
+def create_api_router(runs: RunService, wait_max_s: float) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/workflows")
+    async def list_workflows() -> dict[str, Any]:
+        return {"workflows": [_workflow_summary(spec) for spec in runs.workflows.values()]}
+
+    @router.get("/workflows/{name}")
+    async def get_workflow(name: str) -> dict[str, Any]:
+        spec = runs.workflows.get(name)
+        if spec is None:
+            raise AccordError("unknown_workflow", f"no workflow named {name[:64]!r}")
+        return {**_workflow_summary(spec), "definition": spec.model_dump(mode="json", by_alias=True)}
+
+    @router.post("/workflows/{name}/runs")
+    async def start_run(
+        name: str, request: Request, wait: float = Query(default=0.0, ge=0.0, le=3600.0)
+    ) -> JSONResponse:
+        actor = _actor(request)
+        try:
+            data = await read_json_object(request)
+        except AccordError as error:
+            await runs.refuse(name, error, actor)
+            raise
+        spec = await runs.admit(name, data, actor)
+        run_id = await runs.start(spec, data, actor)
+        run = await runs.wait(run_id, min(wait, wait_max_s)) if wait else await runs.get(run_id)
+        status = 202 if run["status"] == "running" else 201
+        return JSONResponse(run, status_code=status, headers={"Location": f"/v1/runs/{run_id}"})
+
+    @router.get("/runs")
+    async def list_runs(limit: int = Query(default=20, ge=1, le=500)) -> dict[str, Any]:
+        return {"runs": await runs.recent(limit)}
+
+    @router.get("/runs/{run_id}")
+    async def get_run(run_id: str, wait: float = Query(default=0.0, ge=0.0, le=3600.0)) -> dict[str, Any]:
+        return await runs.wait(run_id, min(wait, wait_max_s)) if wait else await runs.get(run_id)
+
+    @router.post("/runs/{run_id}/review")
+    async def review_run(run_id: str, request: Request) -> JSONResponse:
+        """A human decision on a run in `waiting_review`: `{"decision": "accept"|"reject", "facts", "note"}`
+        (see `RunService.review`)."""
+        decision = await read_json_object(request)
+        run = await runs.review(run_id, decision, _actor(request))
+        return JSONResponse(run, status_code=202)
+
+    return router
+
+
+def _workflow_summary(spec: WorkflowSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "description": spec.description,
+        "skills": [step.skill for step in spec.steps],
+        "patterns": spec.patterns(),
+    }
+
+
+def _actor(request: Request) -> str:
+    return f"rest:{request.client.host if request.client else 'unknown'}"

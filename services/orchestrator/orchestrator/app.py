@@ -1,0 +1,110 @@
+"""Assembly of the orchestrator service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from accord.a2a_server import A2AServer
+from accord.audit import AuditLog
+from accord.cards import without_extension
+from accord.gateway_client import GatewayClient
+from accord.gateway_keys import GatewayKeys
+from accord.message_signing import SIGNED_MESSAGE_EXTENSION, MessageVerifier
+from accord.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
+from accord.service import ReadinessCheck, create_service_app
+from accord.storage import create_engine
+from orchestrator.a2a_skills import WorkflowExecutor, orchestrator_card
+from orchestrator.api import create_api_router
+from orchestrator.discovery import CachingRegistryClient
+from orchestrator.dispatch import AgentDispatcher
+from orchestrator.relay_link import RelayLink, ReplyVerifier
+from orchestrator.run_store import RunStore
+from orchestrator.runs import RunService
+from orchestrator.self_registration import self_registration
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.workflows import load_workflows
+
+
+class Orchestrator:
+    """Everything the orchestrator process holds, built from settings, no globals."""
+
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        self.settings = settings
+        engine = create_engine(settings.sqlite_url("orchestrator"))
+        self.engine = engine
+        self.store = RunStore(engine)
+        self.audit = AuditLog(engine, "orchestrator")
+        # Discovery answers are reused for a moment: a fan-out does not ask the registry once per step.
+        self.registry = CachingRegistryClient(settings.registry_url)
+        self.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        self.gateway_keys = GatewayKeys(settings.gateway_url) if settings.gateway_url else None
+        self.dispatcher = AgentDispatcher(self.registry, settings.step_timeout_s, self._relay_link())
+        workflows = load_workflows(settings.workflows_dir)
+        self.runs = RunService(workflows, self.dispatcher, self.store, self.audit)
+        grpc_address = settings.grpc_address(settings.grpc_port)
+        card = orchestrator_card(workflows, settings.base_url, grpc_address)
+        # Its callers are end users as well as the relay, so it does not require relay-signed messages.
+        without_extension(card, SIGNED_MESSAGE_EXTENSION)
+        self.a2a = A2AServer(card, WorkflowExecutor(self.runs))
+        # Its workflows are skills too: registered by card, other orchestrators can delegate to them.
+        self.registration = self_registration(settings.registry_url, settings.base_url)
+
+    def _relay_link(self) -> RelayLink | None:
+        """Steps go through the gateway's relay as this orchestrator's own client; none without credentials.
+        Replies are trusted only when the configured gateway signed them for this client."""
+        settings = self.settings
+        if settings.gateway_url is None or settings.client_id is None or settings.client_secret is None:
+            return None
+        assert self.gateway_keys is not None
+        replay: ReplayGuard = (
+            RedisReplayGuard(self.redis, "accord:orchestrator:")
+            if self.redis is not None
+            else MemoryReplayGuard()
+        )
+        verifier = MessageVerifier(
+            self.gateway_keys,
+            issuers=[settings.gateway_url.rstrip("/")],
+            audience=settings.client_id,
+            replay=replay,
+            skew_s=settings.reply_skew_s,
+        )
+        return RelayLink(
+            GatewayClient(settings.gateway_url, settings.client_id, settings.client_secret),
+            ReplyVerifier(verifier),
+            transport=settings.relay_transport,
+            streaming=settings.relay_streaming,
+            timeout_s=settings.step_timeout_s,
+        )
+
+    def create_app(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self.store.initialize()
+            await self.audit.initialize()
+            registering = asyncio.create_task(self.registration.run())
+            try:
+                yield
+            finally:
+                registering.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await registering
+                await self.runs.aclose()
+                await self.dispatcher.aclose()
+                await self.registry.aclose()
+                if self.gateway_keys is not None:
+                    await self.gateway_keys.aclose()
+                if self.redis is not None:
+                    await self.redis.aclose()
+                await self.engine.dispose()
+
+        readiness: list[ReadinessCheck] = [self.store.ping, self.registration.ready]
+        app = create_service_app("orchestrator", lifespan=lifespan, readiness=readiness)
+        app.include_router(create_api_router(self.runs, self.settings.run_wait_max_s))
+        app.router.routes.extend(self.a2a.routes())
+        return app

@@ -1,0 +1,254 @@
+"""Sending one step to an agent found by its card, through the gateway relay, and checking what comes back.
+
+Each attempt is a message to the agent through the relay (`orchestrator.relay_link`) carrying the run,
+the step and its deadline (`accord.wf`, `accord.task`, `accord.deadline`): the relay issues the step's
+task grant from them, signs the message for the agent, and revokes the grant when the task ends. Every
+reply object must carry the relay's signature for this orchestrator about this step before anything in it
+is read; then the output is validated against the skill's contract in the agent's card.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+from a2a.client import A2AClientError, ClientCallContext
+from a2a.types import (
+    Message,
+    SendMessageRequest,
+    StreamResponse,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils.errors import A2AError
+from jsonschema import Draft202012Validator
+
+from accord.cards import skill_schemas
+from accord.errors import AccordError
+from accord.payloads import GRANT_RECORD_METADATA_KEY, first_data, metadata_of, skill_request, task_result
+from accord.registry_client import RegisteredAgent, RegistryClient
+from orchestrator.relay_link import RelayLink, relay_failure
+from orchestrator.step_grants import StepRef
+
+logger = logging.getLogger(__name__)
+
+Reply = Task | Message | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
+# Refusals worth a fresh token: the relay no longer accepts the cached one (e.g. its key was retired).
+_STALE_TOKEN = frozenset({"unauthenticated", "invalid_token"})
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one agent returned for one step, after validation."""
+
+    agent: str
+    output: dict[str, Any]
+    latency_ms: float
+    task_id: str
+    attempts: list[dict[str, Any]]
+    grant: dict[str, Any] | None = None
+
+
+class TaskAssembly:
+    """The task a reply stream describes: a Task snapshot, then status and artifact updates applied."""
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+        self.message: Message | None = None
+        self.grant: dict[str, Any] | None = None
+
+    def apply(self, reply: Reply) -> None:
+        record = metadata_of(reply).get(GRANT_RECORD_METADATA_KEY)
+        if isinstance(record, dict):
+            self.grant = record
+        if isinstance(reply, Message):
+            self.message = reply
+        elif isinstance(reply, Task):
+            self.task = Task()
+            self.task.CopyFrom(reply)
+        elif isinstance(reply, TaskStatusUpdateEvent):
+            self._current(reply.task_id, reply.context_id).status.CopyFrom(reply.status)
+        else:
+            self._add_artifact(reply)
+
+    def _current(self, task_id: str, context_id: str) -> Task:
+        if self.task is None:
+            self.task = Task(id=task_id, context_id=context_id)
+        return self.task
+
+    def _add_artifact(self, event: TaskArtifactUpdateEvent) -> None:
+        task = self._current(event.task_id, event.context_id)
+        for artifact in task.artifacts:
+            if artifact.artifact_id == event.artifact.artifact_id:
+                if event.append:
+                    artifact.parts.extend(event.artifact.parts)
+                else:
+                    artifact.CopyFrom(event.artifact)
+                return
+        task.artifacts.append(event.artifact)
+
+
+def _payload(event: StreamResponse) -> Reply:
+    kind = event.WhichOneof("payload")
+    if kind is None:
+        raise AccordError("agent_failed", "the relay answered an empty event")
+    reply: Reply = getattr(event, kind)
+    return reply
+
+
+class AgentDispatcher:
+    """Resolves skills through the registry, balances across agents, fails over when an agent is
+    unavailable. Without a relay (no gateway credentials) no step can be dispatched: every inter-agent
+    call goes through the gateway."""
+
+    def __init__(self, registry: RegistryClient, timeout_s: float, relay: RelayLink | None = None) -> None:
+        self._registry = registry
+        self._timeout_s = timeout_s
+        self._relay = relay
+        self._turns = itertools.count()
+
+    async def aclose(self) -> None:
+        if self._relay is not None:
+            await self._relay.aclose()
+
+    async def candidates(self, skill: str) -> list[RegisteredAgent]:
+        agents = [
+            agent
+            for agent in await self._registry.discover(skill=skill)
+            if agent.status == "active" and any(s.id == skill for s in agent.card.skills)
+        ]
+        if not agents:
+            raise AccordError("no_agent_for_skill", f"no active agent offers skill {skill!r}")
+        start = next(self._turns) % len(agents)
+        return agents[start:] + agents[:start]
+
+    async def dispatch(
+        self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
+    ) -> StepOutcome:
+        timeout = timeout_s or self._timeout_s
+        attempts: list[dict[str, Any]] = []
+        last_error: AccordError | None = None
+        for agent in await self.candidates(skill):
+            attempt: dict[str, Any] = {"agent": agent.name}
+            attempts.append(attempt)
+            started = time.perf_counter()
+            try:
+                assembly = await self._relayed(agent, skill, data, step, timeout)
+            except AccordError as error:
+                if error.reason != "agent_unavailable":
+                    attempt.setdefault("outcome", "refused" if error.kind.http_status < 500 else "failed")
+                    raise _with_attempts(error, attempts) from None
+                attempt["outcome"] = "unavailable"
+                last_error = error
+                continue
+            latency_ms = (time.perf_counter() - started) * 1000
+            attempt["outcome"] = "answered"
+            if assembly.grant is not None:
+                attempt["grant"] = assembly.grant
+            try:
+                task = self._final_task(agent, assembly)
+                output = self._checked_output(agent, skill, task)
+            except AccordError as error:
+                raise _with_attempts(error, attempts) from None
+            return StepOutcome(agent.name, output, latency_ms, task.id, attempts, assembly.grant)
+        assert last_error is not None
+        raise _with_attempts(AccordError("agent_unavailable", last_error.detail), attempts)
+
+    async def _relayed(
+        self, agent: RegisteredAgent, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float
+    ) -> TaskAssembly:
+        """Send the step through the relay (again once with a fresh token if the relay refused the cached
+        one) and verify every reply object it returns."""
+        relay = self._relay
+        if relay is None:
+            raise AccordError(
+                "upstream_unavailable", "no gateway credentials: steps can only go through the relay"
+            )
+        for fresh_token in (False, True):
+            token = await relay.token()
+            try:
+                return await self._send(relay, agent, skill, data, step, timeout_s, token.token)
+            except AccordError as error:
+                if fresh_token or error.reason not in _STALE_TOKEN or error.context.get("from_agent"):
+                    raise
+                relay.forget(token)
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        relay: RelayLink,
+        agent: RegisteredAgent,
+        skill: str,
+        data: dict[str, Any],
+        step: StepRef,
+        timeout_s: float,
+        bearer: str,
+    ) -> TaskAssembly:
+        client = await relay.client_for(agent)
+        message = skill_request(
+            skill, data, wf=step.run_id, task=step.step_id, deadline=time.time() + timeout_s
+        )
+        context = ClientCallContext(
+            service_parameters={"authorization": f"Bearer {bearer}"}, timeout=timeout_s
+        )
+        assembly = TaskAssembly()
+        listening = relay.capture()
+        try:
+            async for event in client.send_message(SendMessageRequest(message=message), context=context):
+                reply = _payload(event)
+                await relay.replies.check(reply, agent.name, step)
+                assembly.apply(reply)
+        except (A2AClientError, httpx.HTTPError, grpc.aio.AioRpcError, OSError) as exc:
+            await relay.drop(agent)
+            error = relay_failure(exc, relay.captured(), agent.name)
+            logger.warning("relayed call failed", extra={"agent": agent.name, "reason": error.reason})
+            raise error from None
+        except A2AError as exc:
+            # An A2A error the relay or the agent answered: its reason says which step failed how.
+            error = relay_failure(exc, relay.captured(), agent.name)
+            error.context["from_agent"] = True
+            raise error from None
+        finally:
+            relay.release(listening)
+        return assembly
+
+    @staticmethod
+    def _final_task(agent: RegisteredAgent, assembly: TaskAssembly) -> Task:
+        if assembly.task is None:
+            raise AccordError("agent_failed", f"agent {agent.name} answered without a task")
+        return assembly.task
+
+    @staticmethod
+    def _checked_output(agent: RegisteredAgent, skill: str, task: Task) -> dict[str, Any]:
+        if task.status.state != TaskState.TASK_STATE_COMPLETED:
+            reported = first_data(task.status.message.parts) if task.status.HasField("message") else None
+            reason = ((reported or {}).get("error") or {}).get("reason", "unknown")
+            raise AccordError(
+                "agent_failed", f"agent {agent.name} failed the step ({reason})", agent_reason=reason
+            )
+        output = task_result(task)
+        contract = skill_schemas(agent.card).get(skill)
+        if output is None or contract is None:
+            raise AccordError("contract_violation", f"agent {agent.name} returned no checkable result")
+        problems = sorted(Draft202012Validator(contract.output_schema).iter_errors(output), key=str)
+        if problems:
+            where = "/".join(str(p) for p in problems[0].absolute_path) or "(root)"
+            raise AccordError("contract_violation", f"agent {agent.name} output invalid at {where}")
+        return output
+
+
+def _with_attempts(error: AccordError, attempts: list[dict[str, Any]]) -> AccordError:
+    """The step's error, carrying what each attempt did (agents, grants) for the run record."""
+    error.context.pop("from_agent", None)
+    error.context["attempts"] = attempts
+    grants = [attempt["grant"] for attempt in attempts if "grant" in attempt]
+    if grants:
+        error.context["grant"] = grants[-1]
+    return error

@@ -1,0 +1,457 @@
+"""Runs: validate a request, record it, execute its graph, reconcile facts, synthesize, keep the record.
+
+A run ends `completed`, `failed`, or `waiting_review`: a step's output needs a human (low confidence, a
+critic loop capped with `on_max_iterations: review`, a route value no branch names) or the workflow's
+conflict rules cannot settle a fact. A reviewer's decision (`review`) resumes the run from its record:
+settled steps keep their outputs, steps blocked behind the review run then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from accord.audit import AuditEvent, AuditLog
+from accord.delegation import DEFAULT_MAX_DEPTH, delegating
+from accord.errors import AccordError
+from orchestrator.conflicts import reconcile
+from orchestrator.engine import Dispatcher, Execution, StepListener, StepRecord
+from orchestrator.run_store import RunStore
+from orchestrator.synthesis import SYNTHESIZERS, SynthesisInput
+from orchestrator.workflows import WorkflowSpec
+
+RUNNING, COMPLETED, FAILED, WAITING_REVIEW = "running", "completed", "failed", "waiting_review"
+DECISIONS = ("accept", "reject")
+# The longest a running run's record lags behind its steps (the REST API shows progress from it).
+RECORD_INTERVAL_S = 0.1
+
+
+class RunService:
+    """The one place runs are started, whatever the entry point (REST or A2A)."""
+
+    def __init__(
+        self,
+        workflows: dict[str, WorkflowSpec],
+        dispatcher: Dispatcher,
+        store: RunStore,
+        audit: AuditLog,
+        max_delegation_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        missing = {spec.synthesis for spec in workflows.values()} - set(SYNTHESIZERS)
+        if missing:
+            raise ValueError(f"workflows name unknown synthesizers: {sorted(missing)}")
+        self.workflows = workflows
+        self.max_delegation_depth = max_delegation_depth
+        self._dispatcher = dispatcher
+        self._store = store
+        self._audit = audit
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Settled runs of this process, so waiting callers need not poll the store.
+        self._settled: dict[str, asyncio.Event] = {}
+        self._reviewing = asyncio.Lock()
+        # Each new run's `run.start` audit record, being written while its steps run.
+        self._opening: dict[str, asyncio.Task[Any]] = {}
+
+    async def admit(self, workflow: str, data: Any, actor: str, depth: int = 0) -> WorkflowSpec:
+        """Check a request before anything starts; every refusal is audited and changes nothing else."""
+        try:
+            if depth > self.max_delegation_depth:
+                raise AccordError(
+                    "delegation_depth_exceeded",
+                    f"request is {depth} delegations deep; this orchestrator accepts at most "
+                    f"{self.max_delegation_depth}",
+                )
+            spec = self.workflows.get(workflow)
+            if spec is None:
+                raise AccordError("unknown_workflow", f"no workflow named {workflow[:64]!r}")
+            _check_input(spec, data)
+            return spec
+        except AccordError as error:
+            await self.refuse(workflow, error, actor)
+            raise
+
+    async def refuse(self, workflow: str, error: AccordError, actor: str) -> None:
+        """Audit a refused start; nothing else is written."""
+        await self._audit.append(
+            AuditEvent(actor, "run.start", "denied", error.reason, details={"workflow": workflow[:64]})
+        )
+
+    async def start(self, spec: WorkflowSpec, data: dict[str, Any], actor: str, depth: int = 0) -> str:
+        """Record the run and execute it in the background; returns its id."""
+        run_id = await self._create(spec, data, actor, depth)
+        self._background(self._execute(run_id, spec, data, depth, None))
+        return run_id
+
+    async def run(
+        self,
+        spec: WorkflowSpec,
+        data: dict[str, Any],
+        actor: str,
+        listener: StepListener | None = None,
+        depth: int = 0,
+    ) -> dict[str, Any]:
+        """Record and execute the run in the caller's task; returns the run as stored."""
+        run_id = await self._create(spec, data, actor, depth)
+        await self._execute(run_id, spec, data, depth, listener)
+        return await self.get(run_id)
+
+    async def review(self, run_id: str, decision: dict[str, Any], actor: str) -> dict[str, Any]:
+        """A reviewer's decision on a run waiting for review; the run resumes in the background.
+
+        `{"decision": "accept"}` accepts every output waiting for review as it is; conflicts need
+        `"facts": {fact: step}` naming whose report to keep. `{"decision": "reject"}` fails the outputs
+        under review (their dependents are skipped) or, for conflicts, the run.
+        """
+        async with self._reviewing:  # two reviewers of one run: the second finds it running
+            return await self._review(run_id, decision, actor)
+
+    async def _review(self, run_id: str, decision: dict[str, Any], actor: str) -> dict[str, Any]:
+        run = await self.get(run_id)
+        spec = self.workflows.get(run["workflow"])
+        if run["status"] != WAITING_REVIEW or spec is None:
+            raise AccordError(
+                "review_not_pending", f"run {run_id} is {run['status']}, not waiting for review"
+            )
+        verdict, choices = _parse_decision(decision, run)
+        records = {step["id"]: StepRecord.from_dict(step) for step in run["steps"]}
+        rationale = list(run["rationale"])
+        _apply_verdict(records, rationale, verdict, actor, decision.get("note"))
+        await self._audit.append(
+            AuditEvent(actor, "run.review", verdict, run_id=run_id, details={"facts": choices})
+        )
+        if verdict == "reject" and run["review"] and run["review"]["reason"] == "unresolved_conflict":
+            error = AccordError("review_rejected", "a reviewer rejected the conflicting facts")
+            await self._finish_failed(run_id, error, records, rationale)
+            return await self.get(run_id)
+        await self._store.update(run_id, status=RUNNING, review=None, steps=_ordered(spec, records))
+        self._settled[run_id] = asyncio.Event()
+        resume = self._execute(
+            run_id, spec, run["input"], run["delegation_depth"], None, records, rationale, choices
+        )
+        self._background(resume)
+        return await self.get(run_id)
+
+    async def wait(self, run_id: str, timeout_s: float) -> dict[str, Any]:
+        """The run once it is no longer running, or as it is when `timeout_s` has passed."""
+        settled = self._settled.get(run_id)
+        if settled is not None:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await settled.wait()
+            except TimeoutError:
+                pass
+            return await self.get(run_id)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = await self.get(run_id)
+            if run["status"] != RUNNING or time.monotonic() >= deadline:
+                return run
+            await asyncio.sleep(0.05)
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        run = await self._store.get(run_id)
+        if run is None:
+            raise AccordError("not_found", f"no run {run_id!r}")
+        return run
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        return await self._store.recent(limit)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _background(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _create(self, spec: WorkflowSpec, data: dict[str, Any], actor: str, depth: int) -> str:
+        run_id = str(uuid.uuid4())
+        steps = [StepRecord(step.id, step.skill).as_dict() for step in spec.steps]
+        await self._store.create(
+            {
+                "id": run_id,
+                "workflow": spec.name,
+                "status": RUNNING,
+                "actor": actor,
+                "input": data,
+                "steps": steps,
+                "created_at": time.time(),
+                "delegation_depth": depth,
+                "conflicts": [],
+                "rationale": [],
+            }
+        )
+        self._settled[run_id] = asyncio.Event()
+        # Audited while the steps already run (agents take longer than an append): off the critical path,
+        # and still before the run's last record, which waits for it.
+        event = AuditEvent(actor, "run.start", "allowed", run_id=run_id, details={"depth": depth})
+        self._opening[run_id] = asyncio.create_task(self._audit.append(event))
+        return run_id
+
+    async def _execute(
+        self,
+        run_id: str,
+        spec: WorkflowSpec,
+        data: dict[str, Any],
+        depth: int,
+        listener: StepListener | None,
+        records: dict[str, StepRecord] | None = None,
+        rationale: list[dict[str, Any]] | None = None,
+        facts_decided: dict[str, str] | None = None,
+    ) -> None:
+        recorder = _Recorder(self._store, run_id, spec)
+
+        async def on_step(record: StepRecord) -> None:
+            recorder.changed(execution)
+            if listener is not None:
+                await listener(record)
+
+        execution = Execution(
+            run_id, spec, data, self._dispatcher, on_step, records or {}, rationale if rationale else []
+        )
+        try:
+            # Every request this run sends carries its depth + 1: a delegation loop stops at the limit.
+            with delegating(depth + 1):
+                await execution.run()
+            await recorder.drain()
+            await self._opened(run_id)
+            await self._settle(run_id, spec, data, execution, facts_decided or {})
+        except Exception as exc:
+            await recorder.drain()
+            await self._opened(run_id)
+            error = exc if isinstance(exc, AccordError) else AccordError("internal_error")
+            await self._finish_failed(run_id, error, execution.records, execution.rationale)
+            if not isinstance(exc, AccordError):
+                raise
+        finally:
+            # Waiters already hold the event; later callers find the run settled in the store.
+            settled = self._settled.pop(run_id, None)
+            if settled is not None:
+                settled.set()
+
+    async def _opened(self, run_id: str) -> None:
+        """Wait for the run's `run.start` audit record, so its last record follows it in the chain."""
+        opening = self._opening.pop(run_id, None)
+        if opening is not None:
+            await asyncio.gather(opening, return_exceptions=True)
+
+    async def _settle(
+        self,
+        run_id: str,
+        spec: WorkflowSpec,
+        data: dict[str, Any],
+        execution: Execution,
+        facts_decided: dict[str, str],
+    ) -> None:
+        """After the graph: wait for review, or reconcile facts, synthesize and complete."""
+        records = execution.records
+        pending = [record for record in records.values() if record.status == WAITING_REVIEW]
+        steps = _ordered(spec, records)
+        if pending:
+            reason = str((pending[0].review or {}).get("reason", "review"))
+            review = {
+                "reason": reason,
+                "steps": [{"step": r.id, **(r.review or {})} for r in pending],
+                "requested_at": time.time(),
+            }
+            await self._store.update(
+                run_id, status=WAITING_REVIEW, review=review, steps=steps, rationale=execution.rationale
+            )
+            await self._audit.append(
+                AuditEvent("orchestrator", "run.review_requested", WAITING_REVIEW, reason, run_id=run_id)
+            )
+            return
+        outputs = execution.outputs
+        agents = {sid: record.agent for sid, record in records.items()}
+        reconciliation = reconcile(spec.facts, outputs, agents, facts_decided)
+        for conflict in reconciliation.conflicts:
+            rule = conflict["rule"] or "no rule applies"
+            execution.note(
+                None, "conflict", f"{conflict['fact']}: {rule}: {conflict['detail']}", fact=conflict["fact"]
+            )
+        if reconciliation.unresolved:
+            review = {
+                "reason": "unresolved_conflict",
+                "facts": [c["fact"] for c in reconciliation.unresolved],
+                "detail": "; ".join(c["detail"] for c in reconciliation.unresolved),
+                "requested_at": time.time(),
+            }
+            await self._store.update(
+                run_id,
+                status=WAITING_REVIEW,
+                review=review,
+                steps=steps,
+                conflicts=reconciliation.conflicts,
+                rationale=execution.rationale,
+            )
+            await self._audit.append(
+                AuditEvent(
+                    "orchestrator",
+                    "run.review_requested",
+                    WAITING_REVIEW,
+                    "unresolved_conflict",
+                    run_id=run_id,
+                )
+            )
+            return
+        context = SynthesisInput(data, outputs, {s["id"]: s for s in steps}, reconciliation.facts)
+        result = SYNTHESIZERS[spec.synthesis](context)
+        await self._store.update(
+            run_id,
+            status=COMPLETED,
+            result=result,
+            steps=steps,
+            conflicts=reconciliation.conflicts,
+            rationale=execution.rationale,
+            review=None,
+            finished_at=time.time(),
+        )
+        await self._audit.append(
+            AuditEvent("orchestrator", "run.complete", COMPLETED, run_id=run_id, details=_summary(result))
+        )
+
+    async def _finish_failed(
+        self,
+        run_id: str,
+        error: AccordError,
+        records: dict[str, StepRecord],
+        rationale: list[dict[str, Any]],
+    ) -> None:
+        run = await self._store.get(run_id)
+        spec = self.workflows.get(run["workflow"]) if run else None
+        steps = _ordered(spec, records) if spec else [r.as_dict() for r in records.values()]
+        await self._store.update(
+            run_id,
+            status=FAILED,
+            error={"reason": error.reason, "message": error.detail},
+            steps=steps,
+            rationale=rationale,
+            review=None,
+            finished_at=time.time(),
+        )
+        await self._audit.append(
+            AuditEvent("orchestrator", "run.complete", FAILED, error.reason, run_id=run_id)
+        )
+
+
+class _Recorder:
+    """Writes a running run's steps as they change, coalescing bursts: at most one write in flight and at
+    most one every `RECORD_INTERVAL_S`, each carrying every change made meanwhile (a fan-out of hundreds
+    settles in a handful of writes). The final state is written by the run itself after `drain`."""
+
+    def __init__(self, store: RunStore, run_id: str, spec: WorkflowSpec) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._spec = spec
+        self._latest: Execution | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._draining = asyncio.Event()
+
+    def changed(self, execution: Execution) -> None:
+        self._latest = execution
+        if not self._draining.is_set() and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._latest is not None and not self._draining.is_set():
+            execution, self._latest = self._latest, None
+            steps = _ordered(self._spec, execution.records)
+            await self._store.update(self._run_id, steps=steps, rationale=list(execution.rationale))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECORD_INTERVAL_S):
+                    await self._draining.wait()
+
+    async def drain(self) -> None:
+        """Stop writing and let a write in flight finish (the final update follows it, so order is kept)."""
+        self._draining.set()
+        self._latest = None
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+
+def _parse_decision(decision: dict[str, Any], run: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    verdict = decision.get("decision")
+    if verdict not in DECISIONS:
+        raise AccordError("invalid_input", f"decision must be one of {', '.join(DECISIONS)}")
+    facts = decision.get("facts") or {}
+    if not isinstance(facts, dict) or not all(isinstance(v, str) for v in facts.values()):
+        raise AccordError(
+            "invalid_input", "facts maps each conflicting fact to the step whose report to keep"
+        )
+    review = run.get("review") or {}
+    if verdict == "accept" and review.get("reason") == "unresolved_conflict":
+        missing = sorted(set(review.get("facts", [])) - set(facts))
+        if missing:
+            raise AccordError("invalid_input", f"choose a report for {', '.join(missing)}")
+        sources = {
+            c["fact"]: {r["step"] for r in c["reports"]}
+            for c in run["conflicts"]
+            if c["status"] == "unresolved"
+        }
+        wrong = sorted(f for f, step in facts.items() if step not in sources.get(f, set()))
+        if wrong:
+            raise AccordError("invalid_input", f"no such report for {', '.join(wrong)}")
+    return verdict, dict(facts)
+
+
+def _apply_verdict(
+    records: dict[str, StepRecord],
+    rationale: list[dict[str, Any]],
+    verdict: str,
+    actor: str,
+    note: Any,
+) -> None:
+    for record in records.values():
+        if record.status == "blocked":
+            record.status, record.blocked_by = "pending", None
+        if record.status != WAITING_REVIEW:
+            continue
+        reason = (record.review or {}).get("reason")
+        record.review = {**(record.review or {}), "decided": verdict, "by": actor, "note": note}
+        if verdict == "accept":
+            record.status = COMPLETED
+            if reason == "no_route":
+                # Accepting an output that names no branch runs none of them.
+                record.route = {"field": None, "value": None, "selected": [], "not_taken": []}
+            if record.loop is not None and reason == "max_iterations_reached":
+                record.loop["state"] = "max_iterations_reached"
+        else:
+            record.status, record.output = FAILED, None
+            record.error = {"reason": "review_rejected", "message": f"rejected by {actor}"}
+        rationale.append(
+            {"at": time.time(), "step": record.id, "kind": "review", "detail": f"{actor} decided {verdict}"}
+        )
+
+
+def _check_input(spec: WorkflowSpec, data: Any) -> None:
+    problems = sorted(Draft202012Validator(spec.input_schema).iter_errors(data), key=lambda e: list(e.path))
+    if problems:
+        raise AccordError(
+            "invalid_input",
+            f"input does not match workflow {spec.name!r}",
+            problems=[
+                {
+                    "path": "/".join(str(p) for p in problem.absolute_path) or "(root)",
+                    "message": problem.message,
+                }
+                for problem in problems[:20]
+            ],
+        )
+
+
+def _ordered(spec: WorkflowSpec, records: dict[str, StepRecord]) -> list[dict[str, Any]]:
+    return [records.get(step.id, StepRecord(step.id, step.skill)).as_dict() for step in spec.steps]
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    reasons = result.get("reasons")
+    rules = [r["rule"] for r in reasons] if isinstance(reasons, list) else []
+    return {"decision": result.get("decision"), "status": result.get("status"), "rules": rules}

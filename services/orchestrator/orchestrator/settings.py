@@ -1,0 +1,37 @@
+"""Orchestrator settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from accord.settings import ServiceSettings
+from accord.topology import repo_root
+
+
+class OrchestratorSettings(ServiceSettings):
+    registry_url: str
+    gateway_url: str | None = None
+    grpc_port: int = Field(ge=1, le=65535)
+    workflows_dir: Path = Field(default_factory=lambda: repo_root() / "deploy" / "workflows")
+    step_timeout_s: float = Field(default=30.0, gt=0)
+    run_wait_max_s: float = Field(default=60.0, gt=0)
+    # The orchestrator's OAuth client at the gateway: it sends every step through the gateway's A2A relay
+    # with its `a2a:delegate` token, and replies must be signed for it (their audience is this client id).
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # How steps reach the relay: its A2A transport, and whether replies stream (task events as they come).
+    relay_transport: Literal["JSONRPC", "HTTP+JSON", "GRPC"] = "JSONRPC"
+    relay_streaming: bool = False
+    # Clock skew tolerated on a signed reply's `iat`/`exp` (bounded: a wide window weakens expiry).
+    reply_skew_s: float = Field(default=5.0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _gateway_credentials_come_whole(self) -> OrchestratorSettings:
+        if (self.client_id is None) != (self.client_secret is None):
+            raise ValueError("ACCORD_CLIENT_ID and ACCORD_CLIENT_SECRET go together")
+        if self.client_id is not None and self.gateway_url is None:
+            raise ValueError("gateway credentials need ACCORD_GATEWAY_URL")
+        return self

@@ -1,0 +1,1 @@
+"""Accord registry: the catalog of agents, registered from their Agent Card URLs (REST + gRPC)."""

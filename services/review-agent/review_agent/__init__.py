@@ -1,0 +1,1 @@
+"""Accord review specialist: checks a compliance memo draft against its rule book."""

@@ -1,0 +1,1 @@
+"""Accord sanctions specialist: screens an applicant against the sanctions list through the gateway."""

@@ -1,0 +1,1 @@
+"""sanctions-tools: the upstream MCP server that screens names against the (synthetic) sanctions list."""

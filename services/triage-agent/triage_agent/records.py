@@ -1,0 +1,128 @@
+"""The support tools' results as triage reads them, validated before use: tool output is untrusted data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Category = Literal["network", "billing", "access"]
+CATEGORIES: tuple[Category, ...] = ("network", "billing", "access")
+
+
+class Ticket(BaseModel):
+    ticket_id: str
+    found: bool
+    customer_id: str | None = None
+    subject: str | None = None
+    body: str | None = None
+
+
+class Customer(BaseModel):
+    customer_id: str
+    found: bool
+    name: str | None = None
+    plan: str | None = None
+    monthly_price: float | None = Field(default=None, ge=0)
+    region: str | None = None
+    country: str | None = None
+    status: str | None = None
+
+
+class Incident(BaseModel):
+    incident_id: str
+    severity: str
+    status: str
+    summary: str = ""
+
+
+class RegionStatus(BaseModel):
+    region: str
+    found: bool
+    status: str | None = None
+    incidents: list[Incident] = Field(default_factory=list)
+
+
+class Device(BaseModel):
+    device_id: str
+    online: bool
+    firmware: str
+    latest_firmware: str
+    packet_loss: float = Field(ge=0, le=1)
+    latency_ms: int = Field(ge=0)
+    reboots_7d: int = Field(ge=0)
+
+
+class DeviceReport(BaseModel):
+    found: bool
+    devices: list[Device] = Field(default_factory=list)
+
+
+class InvoiceLine(BaseModel):
+    kind: str
+    amount: float
+
+
+class Invoice(BaseModel):
+    invoice_id: str
+    period: str
+    amount: float
+    lines: list[InvoiceLine] = Field(default_factory=list)
+    status: str
+
+
+class Invoices(BaseModel):
+    found: bool
+    invoices: list[Invoice] = Field(default_factory=list)
+
+
+class Payment(BaseModel):
+    payment_id: str
+    invoice_id: str
+    status: str
+
+
+class Refund(BaseModel):
+    refund_id: str
+    invoice_id: str
+    status: str
+
+
+class Payments(BaseModel):
+    found: bool
+    payments: list[Payment] = Field(default_factory=list)
+    refunds: list[Refund] = Field(default_factory=list)
+
+
+class User(BaseModel):
+    user_id: str
+    locked: bool
+    mfa_changed: dt.datetime
+    password_changed: dt.datetime
+
+
+class AuthFailure(BaseModel):
+    at: dt.datetime
+    user_id: str
+    reason: str
+    country: str
+    device: str
+
+
+class AccessRecord(BaseModel):
+    found: bool
+    as_of: dt.datetime
+    users: list[User] = Field(default_factory=list)
+    auth_failures: list[AuthFailure] = Field(default_factory=list)
+
+
+class Account(BaseModel):
+    """Everything triage looks at besides the ticket's text."""
+
+    customer: Customer
+    region: RegionStatus
+    devices: DeviceReport
+    invoices: Invoices
+    payments: Payments
+    access: AccessRecord
