@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accord.audit import AuditEvent, AuditLog
 from accord.errors import AccordError
 from accord.strict_json import DEFAULT_MAX_BYTES, StrictJsonError, loads_strict
 from accord.tokens import AccessClaims, TokenError
 from gateway.bearer import CachedTokenVerifier, MissingToken, bearer_token
+from gateway.buffered_body import Disconnected, read_body, replay, route_path
 from gateway.caller import AUTHORIZED_CALL_KEY, CALLER_KEY, AuthorizedCall, Caller
 from gateway.catalog import SEPARATOR
 from gateway.challenges import Rejection, send_rejection
@@ -41,10 +42,6 @@ from gateway.trace_context import trace_id_from
 
 REQUEST_ACTION = "mcp.request"
 _MAX_TOOL_NAME = 256
-
-
-class _Disconnected(Exception):
-    """The client went away before its request body arrived."""
 
 
 @dataclass(frozen=True)
@@ -87,15 +84,15 @@ class McpGuard:
         self._tool_audit = ToolCallAudit(audit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope).rstrip("/") != self._config.path:
+        if scope["type"] != "http" or route_path(scope).rstrip("/") != self._config.path:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         headers = Headers(scope=scope)
         seen = _Request(trace_id=trace_id_from(None, headers))
         try:
-            body = await self._read_body(headers, receive)
-        except _Disconnected:
+            body = await read_body(headers, receive, self._config.max_body_bytes)
+        except Disconnected:
             return
         except StrictJsonError as exc:
             await self._refuse(send, seen, Rejection(exc), started)
@@ -104,7 +101,7 @@ class McpGuard:
         if rejection is not None:
             await self._refuse(send, seen, rejection, started)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _judge(self, scope: Scope, headers: Headers, body: bytes, seen: _Request) -> Rejection | None:
         message, malformed = self._parse(body) if scope["method"] == "POST" else (None, None)
@@ -130,25 +127,6 @@ class McpGuard:
         return rejection
 
     # --- reading --------------------------------------------------------------------------------------
-
-    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
-        limit = self._config.max_body_bytes
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
-            raise StrictJsonError("body_too_large", "body_too_large", limit=limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise StrictJsonError("body_too_large", "body_too_large", limit=limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     def _parse(self, body: bytes) -> tuple[Any, AccordError | None]:
         try:
@@ -279,24 +257,3 @@ class _Refused(Exception):
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(rejection.error.reason)
         self.rejection = rejection
-
-
-def _route_path(scope: Scope) -> str:
-    """The path below the app's mount point (`root_path`), as the MCP app will route it."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that yields the already-read body once, then defers to the real one (disconnects)."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

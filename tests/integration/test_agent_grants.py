@@ -1,4 +1,4 @@
-"""A real agent's tool calls under task grants, against the gateway stand-in of `test_agent_a2a` (the real
+"""A real agent's tool calls under task grants, against `tests.gateway_stand_in` (the real
 OAuth server, with the MCP SDK's own bearer middleware in front of the tool double).
 
 A task with a grant reaches its tools with a just-in-time token exchanged from that grant; a task without
@@ -23,7 +23,7 @@ from accord.gateway_client import tool_scope
 from accord.payloads import first_data, skill_request, task_result
 from ledger_agent.agent import agent as ledger_agent
 from sanctions_agent.agent import agent as sanctions_agent
-from tests.integration.test_agent_a2a import StandIn, agent_on, gateway_double_running, relayed
+from tests.gateway_stand_in import StandIn, agent_on, gateway_double_running, relayed
 
 WAIT_S = 20.0
 LEDGER_TOOLS = ("ledger.get_account", "ledger.aggregate_by_period", "ledger.aggregate_by_counterparty")

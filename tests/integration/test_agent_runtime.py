@@ -1,6 +1,6 @@
 """How an agent runs: parallel skill executions, cancel, tool tokens, unreachable gateway, registration.
 
-The gateway is played by the stand-in of `test_agent_a2a` (the real OAuth server, an MCP double as `/mcp`).
+The gateway is played by `tests.gateway_stand_in` (the real OAuth server, an MCP double as `/mcp`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ledger_agent.agent import agent as ledger_agent
 from registry.app import create_app as create_registry_app
 from registry.settings import RegistrySettings
 from sanctions_agent.agent import agent as sanctions_agent
-from tests.integration.test_agent_a2a import StandIn, agent_on, gateway_double_running, relayed
+from tests.gateway_stand_in import StandIn, agent_on, gateway_double_running, relayed
 
 WAIT_S = 20.0
 SCREENING = {"name": "Jane Roe", "birth_date": "1980-01-01", "country": "GB"}

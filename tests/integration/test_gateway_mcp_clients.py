@@ -17,10 +17,9 @@ from mcp import Client
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from accord.keys import KeyRing
-from tests.integration.test_gateway_authorization import (
+from tests.gateway_mesh import (
     ACCOUNT,
     GET_ACCOUNT,
     SEARCH,
@@ -30,31 +29,11 @@ from tests.integration.test_gateway_authorization import (
     gateway_mesh,
     new_trace,
 )
-from tests.integration.test_oauth_server import bound_socket, serving, url_of
+from tests.oauth_server import MemoryTokenStorage, bound_socket, serving, url_of
 
 PARTNER = "partner-app"
 PARTNER_SECRET = "partner-app-secret-0123456789"
 PORTAL = "partner-portal"  # a client of the other issuer
-
-
-class MemoryTokenStorage:
-    """The SDK's TokenStorage protocol, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
 
 
 @dataclass

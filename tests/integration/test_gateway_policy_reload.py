@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from accord.topology import repo_root
-from tests.integration.test_gateway_authorization import (
+from tests.gateway_mesh import (
     APPLICANT,
     CREDIT_FILE,
     SEARCH,

@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from accord.testing.backing_services import require_redis
-from tests.integration.test_gateway_authorization import (
+from tests.gateway_mesh import (
     APPLICANT,
     CREDIT_FILE,
     MCP_HEADERS,

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accord.audit import AuditLog
 from accord.errors import AccordError
 from accord.keys import KeyRing, SigningKey
-from accord.storage import create_engine
 from accord.testing.backing_services import require_postgres
+from accord.testing.scratch_databases import postgres_schema_engine, sqlite_file_engine
 from gateway.oauth import ClientRegistry, GrantAuthority, MemoryRevocationList, new_client
 from gateway.oauth.grants import GrantError
 from gateway.oauth.secret_hashing import hash_secret, verify_secret
@@ -29,26 +27,12 @@ MCP = ISSUER + "/mcp"
 SECRET = "config-secret-0123456789"
 
 
-async def postgres_engine() -> AsyncGenerator[AsyncEngine, None]:
-    base = create_engine(require_postgres())
-    schema = f"oauth_test_{uuid.uuid4().hex[:12]}"
-    async with base.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        # Unqualified tables land in the test's own schema, so tests never see each other's rows.
-        yield base.execution_options(schema_translate_map={None: schema})
-    finally:
-        async with base.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await base.dispose()
+def postgres_engine() -> AsyncGenerator[AsyncEngine, None]:
+    return postgres_schema_engine(require_postgres(), "oauth_test")
 
 
-async def sqlite_engine(path: Path) -> AsyncGenerator[AsyncEngine, None]:
-    engine = create_engine(f"sqlite+aiosqlite:///{path / 'gateway.db'}")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+def sqlite_engine(path: Path) -> AsyncGenerator[AsyncEngine, None]:
+    return sqlite_file_engine(path / "gateway.db")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

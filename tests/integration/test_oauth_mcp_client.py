@@ -30,13 +30,13 @@ from mcp.server.auth.provider import TokenVerifier as McpTokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from accord.keys import KeyRing, SigningKey
 from accord.tokens import RemoteJwksTrust, TokenError, TokenVerifier, issue_access_token
-from tests.integration.test_oauth_server import (
+from tests.oauth_server import (
     WAIT,
     AuthServer,
+    MemoryTokenStorage,
     authorization_server,
     bound_socket,
     serving,
@@ -45,26 +45,6 @@ from tests.integration.test_oauth_server import (
 
 ECHO = "tool:demo.echo"
 CALLER_SECRET = "mcp-caller-secret-0123456789"
-
-
-class MemoryTokenStorage:
-    """The SDK's TokenStorage protocol, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
 
 
 class AccordMcpVerifier(McpTokenVerifier):

@@ -23,7 +23,7 @@ from gateway.oauth.client_auth import CLIENT_ASSERTION_TYPE
 from gateway.oauth.grants import GrantError
 from gateway.oauth.replay import RedisReplayGuard
 from gateway.oauth.token_service import TOKEN_EXCHANGE
-from tests.integration.test_oauth_server import (
+from tests.oauth_server import (
     SANCTIONS_SECRET,
     SEARCH,
     WAIT,

@@ -1,21 +1,15 @@
 """Registering agents as an operator (admin credential, AI inventory) and as the agent itself (local mode),
 against a real `python -m registry` process over REST, gRPC and the `accord agents` CLI.
 
-The harness here (a registry with an admin secret and a tool policy, card servers on chosen loopback
-addresses) is shared by `tests/security/test_registration_refusals.py`.
+The harness (a registry with an admin secret and a tool policy, card servers on chosen loopback addresses)
+is `tests.registry_harness`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,10 +17,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-import uvicorn
-import yaml
-from starlette.applications import Starlette
-from starlette.routing import Route
 from typer.testing import CliRunner
 
 from accord.card_signing import CardSigner
@@ -34,109 +24,21 @@ from accord.cli.main import app as cli
 from accord.errors import AccordError
 from accord.proto.registry.v1 import registry_pb2, registry_pb2_grpc
 from accord.registry_client import InventoryEntry, RegistryClient
-from tests.integration.test_registry_service import (
+from tests.registry_harness import (
+    ADMIN,
+    SCOPES,
     CardServer,
     Registry,
+    card_server_at,
     card_server_on,
-    free_port,
     grpc_refusal,
+    registration_registry,
+    registry_env,
     unique,
 )
 
 # Registry processes start slowly on a loaded machine; the first test of a module waits for them.
 pytestmark = pytest.mark.timeout(300)
-ADMIN = "registry-admin-secret-0123456789"
-POLICY = {
-    "version": 1,
-    "clients": {
-        "partner-scorer": {
-            "tools": [
-                {"tool": "bureau.get_credit_file", "arguments": {"applicant_id": {"max_length": 64}}},
-                {"tool": "ledger.*"},
-            ]
-        },
-        "no-tools": {"tools": []},
-    },
-}
-SCOPES = ["tool:bureau.get_credit_file", "tool:ledger.*"]
-# A registry process imports the whole stack; on a busy 2-core machine that alone can take 30 s.
-START_TIMEOUT_S = 120
-
-
-@contextmanager
-def registry_process(state: Path, **env_overrides: str) -> Iterator[Registry]:
-    """`python -m registry` on free ports with `state` as its state dir, stopped with SIGTERM."""
-    port, grpc_port = free_port(), free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ACCORD_")}
-    env |= {
-        "ACCORD_HOST": "127.0.0.1",
-        "ACCORD_PORT": str(port),
-        "ACCORD_GRPC_PORT": str(grpc_port),
-        "ACCORD_STATE_DIR": str(state),
-        "ACCORD_CARD_FETCH_TIMEOUT_S": "5",
-        **env_overrides,
-    }
-    log_path = state / f"registry-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "registry"], env=env, cwd=state, stdout=log, stderr=subprocess.STDOUT
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(base_url, process, log_path)
-            yield Registry(base_url, f"127.0.0.1:{grpc_port}", state)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"registry exited with {process.returncode}: {log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"registry not ready within {START_TIMEOUT_S}s: {log.read_text()[-4000:]}")
-
-
-def registry_env(state: Path, local_mode: bool, **extra: str) -> dict[str, str]:
-    policy_file = state / "tools.yaml"
-    policy_file.write_text(yaml.safe_dump(POLICY))
-    return {
-        "ACCORD_REGISTRY_ADMIN_SECRET": ADMIN,
-        "ACCORD_REGISTRY_ALLOW_PRIVATE_TARGETS": "true" if local_mode else "false",
-        "ACCORD_REGISTRY_POLICY_FILE": str(policy_file),
-        "ACCORD_REGISTRY_REFRESH_INTERVAL_S": "0",
-        **extra,
-    }
-
-
-@asynccontextmanager
-async def card_server_at(host: str, signer: CardSigner | None) -> AsyncIterator[CardServer]:
-    """A card server (as `card_server_on`) on a free port of another loopback address."""
-    app = Starlette(routes=[])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                await asyncio.sleep(0.01)
-        cards = CardServer(app, f"http://{host}:{port}", signer)
-        app.router.routes.append(Route("/docs/{rest:path}", cards.document))
-        yield cards
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def audit_tail(registry: Registry, since: int) -> list[tuple[str, str, str | None]]:
@@ -167,7 +69,7 @@ def registry_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def registry(registry_state: Path) -> Iterator[Registry]:
-    with registry_process(registry_state, **registry_env(registry_state, local_mode=True)) as running:
+    with registration_registry(registry_state, **registry_env(registry_state, local_mode=True)) as running:
         yield running
 
 

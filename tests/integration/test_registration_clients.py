@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.cli.main import app as cli
-from tests.unit.test_gateway_client import ADMIN_SECRET, OAuthGateway, oauth_gateway
+from tests.oauth_gateway import ADMIN_SECRET, OAuthGateway, oauth_gateway
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from accord.card_signing import CardSigner
 from accord.cards import SKILL_SCHEMAS_EXTENSION, SkillSchemas
 from accord.payloads import to_struct
 from accord.proto.registry.v1 import registry_pb2, registry_pb2_grpc
-from tests.integration.test_registry_service import (
+from tests.registry_harness import (
     OPEN_SCHEMA,
     CardServer,
     Registry,

@@ -17,7 +17,7 @@ import pytest
 
 from accord.card_signing import CardSigner, publisher_key_file, publisher_trust_file
 from accord.cli.keys import RingFile, rotate_ring
-from tests.integration.test_registry_service import (
+from tests.registry_harness import (
     CardServer,
     Registry,
     card_server_on,

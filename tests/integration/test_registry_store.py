@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accord.storage import create_engine
+from accord.testing.scratch_databases import postgres_schema_engine, sqlite_file_engine
 from registry.store import (
     AgentDraft,
     AgentRecord,
@@ -45,25 +43,12 @@ async def require_postgres() -> None:
 
 async def postgres_engine() -> AsyncGenerator[AsyncEngine, None]:
     await require_postgres()
-    base = create_engine(POSTGRES_URL)
-    schema = f"registry_test_{uuid.uuid4().hex[:12]}"
-    async with base.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        # Unqualified tables land in the test's own schema, so tests never see each other's rows.
-        yield base.execution_options(schema_translate_map={None: schema})
-    finally:
-        async with base.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await base.dispose()
-
-
-async def sqlite_engine(path: Path) -> AsyncGenerator[AsyncEngine, None]:
-    engine = create_engine(f"sqlite+aiosqlite:///{path / 'registry.db'}")
-    try:
+    async for engine in postgres_schema_engine(POSTGRES_URL, "registry_test"):
         yield engine
-    finally:
-        await engine.dispose()
+
+
+def sqlite_engine(path: Path) -> AsyncGenerator[AsyncEngine, None]:
+    return sqlite_file_engine(path / "registry.db")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

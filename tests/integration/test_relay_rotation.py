@@ -20,14 +20,16 @@ from accord.card_signing import publisher_key_file
 from accord.cli.main import app as accord_cli
 from accord.keys import KeyRing
 from accord.topology import repo_root
-from tests.integration.test_relay_transports import (
+from tests.relay_mesh import (
     AGENTS,
     ONLY,
     RelayMesh,
     eventually,
+    refused_direct,
     relay_mesh,
+    send_direct,
+    signed,
 )
-from tests.security.test_message_rejections import refused_direct, send_direct, signed
 
 # Starting a dozen processes on a busy machine can take minutes; the module's first test pays for it.
 pytestmark = pytest.mark.timeout(600)

@@ -16,16 +16,9 @@ import pytest_asyncio
 
 from drafting_agent.agent import agent as drafting_agent
 from review_agent.agent import agent as review_agent
-from tests.integration.test_specialists_support import (
-    GRPC,
-    HTTP_JSON,
-    Specialists,
-    error_of,
-    result_of,
-    send,
-    specialists_running,
-)
-from tests.unit.test_support_tools import load
+from tests.gateway_stand_in import error_of
+from tests.in_process_tools import load
+from tests.tools_stand_in import GRPC, HTTP_JSON, Specialists, result_of, send, specialists_running
 
 CAP = 4
 THRESHOLD = 1.0

@@ -1,6 +1,6 @@
 """support-tools and compliance-tools as real `python -m` processes: only the gateway's secret opens `/mcp`.
 
-Reuses the process harness of `test_tools_servers.py` (free loopback port, readiness polling, SIGTERM).
+Uses the process harness of `tests.tool_processes` (free loopback port, readiness polling, SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,18 +11,16 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.integration.test_tools_servers import (
-    MCP_HEADERS,
+from tests.in_process_tools import load
+from tests.tool_processes import (
     SECRET,
     ToolServer,
-    _start,
-    _stop,
-    _wait_ready,
+    assert_call_unauthenticated,
     call,
     connect,
     tool_calls_counted,
+    tool_servers,
 )
-from tests.unit.test_support_tools import load
 
 EXPECTED_TOOLS = {
     "support": {
@@ -45,15 +43,9 @@ SERVERS = sorted(EXPECTED_TOOLS)
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ToolServer]]:
-    tmp = tmp_path_factory.mktemp("specialist-tools")
-    launched: dict[str, ToolServer] = {}
-    try:
-        for name in SERVERS:
-            launched[name] = _start(name, f"{name}_tools", tmp, {})
-        _wait_ready(list(launched.values()))
+    packages = {name: (f"{name}_tools", {}) for name in SERVERS}
+    with tool_servers(tmp_path_factory.mktemp("specialist-tools"), packages) as launched:
         yield launched
-    finally:
-        _stop(list(launched.values()))
 
 
 @pytest.mark.parametrize("name", SERVERS)
@@ -75,22 +67,7 @@ async def test_the_gateway_secret_lets_the_mcp_client_list_tools_with_output_sch
 async def test_without_the_gateway_secret_a_call_gets_401_unauthenticated_and_no_tool_runs(
     servers: dict[str, ToolServer], name: str, authorization: str | None
 ) -> None:
-    server = servers[name]
-    tool, arguments = PROBE_CALLS[name]
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-    headers = dict(MCP_HEADERS, **({"authorization": authorization} if authorization else {}))
-    before = tool_calls_counted(server)
-    async with httpx2.AsyncClient(timeout=10) as http:
-        response = await http.post(server.url + "/mcp", json=body, headers=headers)
-    assert response.status_code == 401
-    assert response.json()["error"]["reason"] == "unauthenticated"
-    assert response.headers["www-authenticate"].startswith("Bearer")
-    assert tool_calls_counted(server) == before
+    await assert_call_unauthenticated(servers[name], *PROBE_CALLS[name], authorization)
 
 
 @pytest.mark.parametrize("name", SERVERS)

@@ -8,29 +8,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from accord.testing.ports import free_port
-from accord.topology import repo_root
+from tests.tool_processes import (
+    DATA,
+    MCP_HEADERS,
+    SECRET,
+    ToolServer,
+    assert_call_unauthenticated,
+    call,
+    call_error,
+    connect,
+    tool_calls_counted,
+    tool_servers,
+)
 
-SECRET = "tools-gateway-secret-for-tests-0123456789"
-DATA = repo_root() / "data"
-STARTUP_DEADLINE_S = 45.0
 FAULT_LATENCY_MS = 400
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 EXPECTED_TOOLS = {
     "sanctions": {"search"},
     "bureau": {"get_credit_file"},
@@ -44,119 +45,18 @@ PROBE_CALLS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-@dataclass
-class ToolServer:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _start(name: str, package: str, tmp: Path, extra_env: dict[str, str]) -> ToolServer:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "ACCORD_HOST": "127.0.0.1",
-        "ACCORD_PORT": str(port),
-        "ACCORD_TOOLS_GATEWAY_SECRET": SECRET,
-        "ACCORD_DATA_DIR": str(DATA),
-        "ACCORD_STATE_DIR": str(tmp / "state"),
-        **extra_env,
-    }
-    log = tmp / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", package],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return ToolServer(name, f"http://127.0.0.1:{port}", process, log)
-
-
-def _wait_ready(servers: list[ToolServer]) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    pending = list(servers)
-    with httpx2.Client(timeout=1.0) as http:
-        while pending:
-            for server in list(pending):
-                if server.process.poll() is not None:
-                    raise RuntimeError(
-                        f"{server.name} exited:\n{server.log.read_text(errors='replace')[-3000:]}"
-                    )
-                try:
-                    if http.get(server.url + "/readyz").status_code == 200:
-                        pending.remove(server)
-                except httpx2.HTTPError:
-                    pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready within {STARTUP_DEADLINE_S}s: {[s.name for s in pending]}")
-            time.sleep(0.05)
-
-
-def _stop(servers: list[ToolServer]) -> None:
-    """SIGTERM all first (they shut down in parallel), then wait; SIGKILL whatever hangs."""
-    running = [s for s in servers if s.process.poll() is None]
-    for server in running:
-        server.process.terminate()
-    for server in running:
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(5)
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ToolServer]]:
-    tmp = tmp_path_factory.mktemp("tools")
-    launched: dict[str, ToolServer] = {}
-    try:
-        for name in ("sanctions", "bureau", "ledger"):
-            launched[name] = _start(name, f"{name}_tools", tmp, {})
-        # A second sanctions server with the test-only switches on.
-        launched["instrumented"] = _start(
-            "instrumented",
-            "sanctions_tools",
-            tmp,
-            {"ACCORD_TOOLS_RECORD_HEADERS": "1", "ACCORD_FAULT_LATENCY_MS": str(FAULT_LATENCY_MS)},
-        )
-        _wait_ready(list(launched.values()))
+    packages: dict[str, tuple[str, dict[str, str]]] = {
+        name: (f"{name}_tools", {}) for name in ("sanctions", "bureau", "ledger")
+    }
+    # A second sanctions server with the test-only switches on.
+    packages["instrumented"] = (
+        "sanctions_tools",
+        {"ACCORD_TOOLS_RECORD_HEADERS": "1", "ACCORD_FAULT_LATENCY_MS": str(FAULT_LATENCY_MS)},
+    )
+    with tool_servers(tmp_path_factory.mktemp("tools"), packages) as launched:
         yield launched
-    finally:
-        _stop(list(launched.values()))
-
-
-@asynccontextmanager
-async def connect(server: ToolServer, secret: str = SECRET, **headers: str) -> AsyncIterator[Client]:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {secret}", **headers}, timeout=15)
-    async with http, Client(streamable_http_client(server.url + "/mcp", http_client=http)) as client:
-        yield client
-
-
-async def call(server: ToolServer, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    async with connect(server) as client:
-        result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    structured: dict[str, Any] | None = result.structured_content
-    assert structured is not None
-    return structured
-
-
-async def call_error(server: ToolServer, tool: str, arguments: dict[str, Any]) -> str:
-    async with connect(server) as client:
-        result = await client.call_tool(tool, arguments)
-    assert result.is_error
-    return " ".join(getattr(block, "text", "") for block in result.content)
-
-
-def tool_calls_counted(server: ToolServer) -> float:
-    text = httpx2.get(server.url + "/metrics", timeout=5).text
-    pattern = r"^accord_tool_calls_total\{[^}]*\} ([0-9.e+]+)$"
-    return sum(float(value) for value in re.findall(pattern, text, flags=re.M))
 
 
 def applicant(scenario: str) -> dict[str, Any]:
@@ -217,22 +117,7 @@ async def test_the_gateway_secret_lets_a_tool_run_and_the_call_is_counted(
 async def test_any_other_authorization_gets_401_unauthenticated_and_no_tool_runs(
     servers: dict[str, ToolServer], name: str, authorization: str | None
 ) -> None:
-    server = servers[name]
-    tool, arguments = PROBE_CALLS[name]
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-    headers = dict(MCP_HEADERS, **({"authorization": authorization} if authorization else {}))
-    before = tool_calls_counted(server)
-    async with httpx2.AsyncClient(timeout=10) as http:
-        response = await http.post(server.url + "/mcp", json=body, headers=headers)
-    assert response.status_code == 401
-    assert response.json()["error"]["reason"] == "unauthenticated"
-    assert response.headers["www-authenticate"].startswith("Bearer")
-    assert tool_calls_counted(server) == before
+    await assert_call_unauthenticated(servers[name], *PROBE_CALLS[name], authorization)
 
 
 @pytest.mark.parametrize("name", SERVERS)

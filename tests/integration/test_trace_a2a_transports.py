@@ -8,7 +8,6 @@ import asyncio
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -46,7 +45,7 @@ from accord.service import create_service_app, serve
 from accord.span_store import SpanReader, StoredSpan
 from accord.telemetry import invoke_agent
 from accord.testing.ports import free_port
-from accord.topology import repo_root
+from tests.role_processes import start_role, wait_ready
 
 
 class EchoExecutor(AgentExecutor):
@@ -144,27 +143,7 @@ def run_service() -> None:
 
 
 def _start(role: str, state_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    code = "from tests.integration.test_trace_a2a_transports import run_service; run_service()"
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", code],
-        cwd=repo_root(),
-        env={**os.environ, "ROLE": role, "ACCORD_STATE_DIR": str(state_dir), **env},
-        stdout=(state_dir / f"{role}.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"service exited with {process.returncode}"
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready in {timeout_s}s")
+    return start_role("tests.integration.test_trace_a2a_transports", role, state_dir, env)
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +154,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     agent = _start("agent", state_dir, {"PORT": str(agent_port), "GRPC_ADDRESS": f"127.0.0.1:{free_port()}"})
     caller = _start("caller", state_dir, {"PORT": str(caller_port), "AGENT_URL": agent_url})
     try:
-        _wait_ready(agent_url, agent)
-        _wait_ready(caller_url, caller)
+        wait_ready(agent_url, agent)
+        wait_ready(caller_url, caller)
         yield caller_url, state_dir
     finally:
         for process in (caller, agent):

@@ -10,7 +10,6 @@ import logging
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +27,7 @@ from accord.logs import configure_logging
 from accord.service import create_service_app, serve
 from accord.span_store import SpanReader, StoredSpan
 from accord.testing.ports import free_port
-from accord.topology import repo_root
+from tests.role_processes import start_role, wait_ready
 
 ECHO_METHOD = "/accord.test.Echo/Say"
 STREAM_METHOD = "/accord.test.Echo/Count"
@@ -106,28 +105,7 @@ def run_service() -> None:
 
 
 def _start(role: str, state_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    code = "from tests.integration.test_trace_propagation import run_service; run_service()"
-    log = (state_dir / f"{role}.log").open("wb")
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", code],
-        cwd=repo_root(),
-        env={**os.environ, "ROLE": role, "ACCORD_STATE_DIR": str(state_dir), **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"service exited with {process.returncode}"
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready in {timeout_s}s")
+    return start_role("tests.integration.test_trace_propagation", role, state_dir, env)
 
 
 class OtlpReceiver(ThreadingHTTPServer):
@@ -197,8 +175,8 @@ def services(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
         },
     )
     try:
-        _wait_ready(backend_url, backend)
-        _wait_ready(frontend_url, frontend)
+        wait_ready(backend_url, backend)
+        wait_ready(frontend_url, frontend)
         yield frontend_url, state_dir
     finally:
         for process in (frontend, backend):

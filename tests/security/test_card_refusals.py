@@ -28,7 +28,8 @@ from accord.card_signing import CardSigner
 from accord.cards import SkillSchemas, build_card, card_to_dict
 from accord.keys import KeyRing
 from accord.proto.registry.v1 import registry_pb2, registry_pb2_grpc
-from tests.integration.test_registry_service import (
+from tests.independent_card_check import jcs, without_empty
+from tests.registry_harness import (
     OPEN_SCHEMA,
     CardServer,
     Registry,
@@ -38,7 +39,6 @@ from tests.integration.test_registry_service import (
     registry_process,
     unique,
 )
-from tests.unit.test_card_signing import jcs, without_empty
 
 SKILL = "sanctions-screening"
 

@@ -20,7 +20,7 @@ from accord.card_signing import PUBLISHER_JWKS_PATH, CardVerifier, publisher_tru
 from accord.cards import WELL_KNOWN_PATHS, card_from_dict
 from accord.keys import TrustStore
 from accord.mesh import MeshRunner
-from tests.unit.test_card_signing import verify_with_authlib
+from tests.independent_card_check import verify_with_authlib
 
 AGENTS = ("sanctions-agent", "bureau-agent", "ledger-agent")
 # Keeps this mesh off other test meshes and below the ephemeral port range (free ports of other tests).

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from accord.topology import repo_root
-from tests.integration.test_gateway_authorization import (
+from tests.gateway_mesh import (
     ACCOUNT,
     APPLICANT,
     BY_PERIOD,

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from accord.keys import KeyRing
-from tests.integration.test_gateway_authorization import (
+from tests.gateway_mesh import (
     SEARCH,
     GatewayMesh,
     assert_rejected,

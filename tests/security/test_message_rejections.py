@@ -28,7 +28,7 @@ from a2a.types import (
     a2a_pb2_grpc,
 )
 from a2a.utils.constants import TransportProtocol
-from a2a.utils.errors import A2AError, InvalidRequestError, TaskNotFoundError
+from a2a.utils.errors import A2AError, TaskNotFoundError
 from google.protobuf import json_format
 
 from accord.a2a_errors import refusal_reason
@@ -37,7 +37,7 @@ from accord.cards import card_from_dict
 from accord.errors import AccordError
 from accord.gateway_keys import GatewayKeys
 from accord.keys import KeyRing
-from accord.message_signing import SIGNED_MESSAGE_EXTENSION, MessageVerifier, sign
+from accord.message_signing import SIGNED_MESSAGE_EXTENSION, MessageVerifier
 from accord.payloads import skill_request
 from accord.replay import MemoryReplayGuard
 from accord.testing.backing_services import require_redis
@@ -45,16 +45,26 @@ from accord.tokens import issue_access_token
 from ledger_agent.agent import agent as ledger_agent
 from orchestrator.relay_link import ReplyVerifier
 from orchestrator.step_grants import StepRef
-from tests.integration.test_relay_transports import RelayMesh, eventually, policy_changed, relay_mesh
+from tests.relay_mesh import (
+    AGENT,
+    GRPC,
+    PROFILE,
+    SKILL,
+    RelayMesh,
+    eventually,
+    policy_changed,
+    refused_direct,
+    relay_mesh,
+    request,
+    send_direct,
+    signed,
+)
 
-JSONRPC, HTTP_JSON, GRPC = TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON, TransportProtocol.GRPC
+JSONRPC, HTTP_JSON = TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON
 TRANSPORTS = [JSONRPC, HTTP_JSON, GRPC]
 # Starting a dozen processes on a busy machine can take minutes; the module's first test pays for it.
 pytestmark = pytest.mark.timeout(600)
 OFFSET = 17000
-AGENT = "ledger-agent"
-SKILL = "transaction-profile"
-PROFILE = {"account_id": "ACC-100007"}
 VERSION = {"A2A-Version": "1.0"}
 
 
@@ -62,64 +72,6 @@ VERSION = {"A2A-Version": "1.0"}
 async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RelayMesh]:
     async with relay_mesh(tmp_path_factory.mktemp("relay-security"), OFFSET) as running:
         yield running
-
-
-def request(data: dict[str, Any] | None = None, agent: str = AGENT, skill: str = SKILL) -> Message:
-    return skill_request(skill, data or PROFILE, wf=f"wf-{uuid.uuid4().hex[:8]}", task="ledger")
-
-
-def signed(
-    mesh: RelayMesh,
-    message: Message | None = None,
-    *,
-    ring: KeyRing | None = None,
-    callee: str = AGENT,
-    now: float | None = None,
-) -> Message:
-    """A message signed as the relay signs it (by default with the gateway's own key, for `callee`)."""
-    return sign(
-        message or request(),
-        ring or mesh.gateway_ring(),
-        issuer=mesh.gateway_url,
-        caller="orchestrator",
-        callee=callee,
-        wf="wf-security",
-        task="ledger",
-        now=now,
-    )
-
-
-async def send_direct(
-    mesh: RelayMesh, message: Message, transport: str, streaming: bool = False, url: str | None = None
-) -> list[Any]:
-    """SendMessage (or SendStreamingMessage) straight to the agent, bypassing the relay."""
-    config = ClientConfig(
-        streaming=streaming,
-        supported_protocol_bindings=[transport],
-        grpc_channel_factory=grpc.aio.insecure_channel,
-        httpx_client=mesh.http,
-    )
-    client = await ClientFactory(config).create_from_url(url or mesh.url(AGENT))
-    try:
-        return [event async for event in client.send_message(SendMessageRequest(message=message))]
-    finally:
-        await client.close()
-
-
-async def refused_direct(
-    mesh: RelayMesh, message: Message, transport: str, streaming: bool = False, url: str | None = None
-) -> tuple[str, str | None]:
-    """The agent's refusal as its a2a-sdk client sees it: an `InvalidRequestError` carrying the reason
-    (in `data` on JSON-RPC and HTTP+JSON; at the head of the message on gRPC)."""
-    with pytest.raises(A2AError) as caught:
-        await send_direct(mesh, message, transport, streaming, url)
-    error = caught.value
-    assert type(error) is InvalidRequestError, repr(error)
-    found = refusal_reason(error)
-    assert found is not None, repr(error)
-    if transport != GRPC:
-        assert error.data == {"reason": found[0], "cause": found[1]}
-    return found
 
 
 @pytest.fixture

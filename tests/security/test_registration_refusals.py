@@ -25,8 +25,8 @@ from accord.card_signing import CardSigner
 from accord.cards import SkillSchemas, build_card, card_to_dict
 from accord.keys import KeyRing
 from accord.proto.registry.v1 import registry_pb2, registry_pb2_grpc
-from tests.integration.test_registration import ADMIN, registry_env, registry_process
-from tests.integration.test_registry_service import (
+from tests.registry_harness import (
+    ADMIN,
     OPEN_SCHEMA,
     CardServer,
     Registry,
@@ -34,6 +34,8 @@ from tests.integration.test_registry_service import (
     card_source,
     free_port,
     grpc_refusal,
+    registration_registry,
+    registry_env,
     unique,
 )
 
@@ -57,7 +59,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_registry(state: Path) -> Iterator[Registry]:
-    with registry_process(state, **registry_env(state, local_mode=True)) as running:
+    with registration_registry(state, **registry_env(state, local_mode=True)) as running:
         yield running
 
 
@@ -244,7 +246,7 @@ async def strict(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stri
             )
         allowed = redirector.base_url.removeprefix("http://")
         env = registry_env(state, local_mode=False, ACCORD_REGISTRY_ALLOWED_TARGETS=f'["{allowed}"]')
-        process = await asyncio.to_thread(lambda: registry_process(state, **env))
+        process = await asyncio.to_thread(lambda: registration_registry(state, **env))
         registry = await asyncio.to_thread(process.__enter__)
         try:
             yield Strict(registry, redirector, closed)

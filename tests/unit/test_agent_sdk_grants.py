@@ -14,7 +14,7 @@ import pytest
 from accord.agent import GrantExchange
 from accord.errors import AccordError
 from accord.gateway_client import GatewayClient, tool_scope
-from tests.unit.test_gateway_client import AGENT_TOOLS, OAuthGateway, agent_client, oauth_gateway
+from tests.oauth_gateway import AGENT_TOOLS, OAuthGateway, agent_client, oauth_gateway
 
 LEDGER_TOOLS = AGENT_TOOLS["ledger-agent"]
 

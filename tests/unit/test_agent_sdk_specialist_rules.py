@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from bureau_agent.agent import BureauFile, summarize
+from accord.credit_files import CreditFile
+from bureau_agent.agent import summarize
 from ledger_agent.agent import Account, Counterparty, Period, profile
 from sanctions_agent.agent import SanctionsMatch, ScreeningInput, classify
 
@@ -74,7 +75,7 @@ def test_a_year_only_listed_birth_date_corroborates_a_full_date_in_that_year() -
     assert classify(APPLICANT, [other_year]).status == "potential_match"
 
 
-def credit(**fields: object) -> BureauFile:
+def credit(**fields: object) -> CreditFile:
     base: dict[str, object] = {
         "applicant_id": "APP-1",
         "found": True,
@@ -88,7 +89,7 @@ def credit(**fields: object) -> BureauFile:
         "address_reported": "2025-04-06",
     }
     base.update(fields)
-    return BureauFile.model_validate(base)
+    return CreditFile.model_validate(base)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def test_a_deeper_file_earns_more_confidence() -> None:
 
 
 def test_no_bureau_file_is_reported_as_not_found_without_figures() -> None:
-    result = summarize(BureauFile(applicant_id="APP-9", found=False))
+    result = summarize(CreditFile(applicant_id="APP-9", found=False))
     assert result.found is False
     assert result.score is None
     assert result.address is None

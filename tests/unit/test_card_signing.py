@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import stat
-import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,14 +28,7 @@ from accord.card_signing import (
 from accord.cards import SkillSchemas, build_card, card_to_dict
 from accord.errors import ERROR_TABLE, AccordError
 from accord.keys import SIGNING_ALGORITHMS, KeyRing, PublicKey, TrustStore
-
-with warnings.catch_warnings():
-    # authlib.jose works and is independent of PyJWT; it only announces its successor (joserfc). Its
-    # warning module forces "always" for that category on import, so load it first, then silence it.
-    from authlib.deprecate import AuthlibDeprecationWarning
-
-    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
-    from authlib.jose import JsonWebKey, JsonWebSignature
+from tests.independent_card_check import jcs, protected_header, verify_with_authlib, without_empty
 
 SCHEMA = {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0.5, "maximum": 1e6}}}
 
@@ -64,60 +56,9 @@ def refusal(verifier: CardVerifier, card: AgentCard) -> str:
     return refused.value.reason
 
 
-def protected_header(signature: AgentCardSignature) -> dict[str, Any]:
-    padded = signature.protected + "=" * (-len(signature.protected) % 4)
-    header: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
-    return header
-
-
 def sign_with(card: AgentCard, key: Any, header: dict[str, Any]) -> AgentCard:
     """A signature made outside `CardSigner`, as an attacker or another publisher would make it."""
     return create_agent_card_signer(key, cast(ProtectedHeader, header))(card)
-
-
-# -- an independent check: JCS written here from RFC 8785, JWS verified by authlib ----------------------
-
-
-def jcs(value: Any) -> str:
-    """RFC 8785 for the values a card holds (objects, arrays, strings, booleans, numbers)."""
-    if isinstance(value, dict):
-        items = sorted(value.items(), key=lambda item: item[0].encode("utf-16-be"))
-        return "{" + ",".join(f"{jcs(k)}:{jcs(v)}" for k, v in items) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(jcs(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def without_empty(value: Any) -> Any:
-    """The A2A signing rule: `signatures` and empty strings, lists and objects are left out."""
-    if isinstance(value, dict):
-        kept = {k: c for k, v in value.items() if (c := without_empty(v)) is not None}
-        return kept or None
-    if isinstance(value, list):
-        items = [c for v in value if (c := without_empty(v)) is not None]
-        return items or None
-    return None if value == "" else value
-
-
-def verify_with_authlib(card_json: dict[str, Any], jwks: dict[str, Any]) -> str:
-    """Verify every signature of a served card JSON with authlib; returns the kid that verified."""
-    content = without_empty({k: v for k, v in card_json.items() if k != "signatures"})
-    payload = base64.urlsafe_b64encode(jcs(content).encode()).rstrip(b"=").decode()
-    keys = {jwk["kid"]: jwk for jwk in jwks["keys"]}
-    for signature in card_json["signatures"]:
-        header = protected_header(AgentCardSignature(protected=signature["protected"]))
-        key = JsonWebKey.import_key(keys[header["kid"]])
-        compact = f"{signature['protected']}.{payload}.{signature['signature']}"
-        verified = JsonWebSignature(algorithms=[header["alg"]]).deserialize_compact(compact, key)
-        assert verified["header"]["kid"] == header["kid"]
-        return str(header["kid"])
-    raise AssertionError("no signature")
 
 
 @pytest.mark.parametrize("alg", sorted(SIGNING_ALGORITHMS))

@@ -14,17 +14,17 @@ from accord.errors import AccordError
 from accord.gateway_client import GRANTS_ISSUE_SCOPE, GatewayClient, IssuedGrant, tool_scope
 from gateway.grant_api import grants_router
 from gateway.oauth import OAuthDeps
-from tests.unit.test_gateway_client import (
+from tests.oauth_gateway import (
     AGENT_SECRETS,
     AGENT_TOOLS,
     ORCHESTRATOR_SECRET,
     OAuthGateway,
     agent_client,
-    bound_socket,
     mesh_clients,
     oauth_gateway,
     refused,
 )
+from tests.oauth_server import bound_socket
 
 LEDGER_SCOPES = [tool_scope(tool) for tool in AGENT_TOOLS["ledger-agent"]]
 BINDINGS = {"account_id": "ACC-100007"}

@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from a2a.helpers import new_task_from_user_message, new_text_part
-from a2a.server.agent_execution import AgentExecutor, RequestContext
-from a2a.server.events import EventQueue
-from a2a.server.tasks import TaskUpdater
 from a2a.types import AgentCard, AgentSkill
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -38,28 +31,12 @@ from registry.catalog import Catalog
 from registry.drift import is_newer_version
 from registry.store import AgentStore
 from registry.targets import TargetPolicy
+from tests.registry_harness import Done, bound_socket, running
 
 FETCH_TIMEOUT_S = 0.5
 MAX_CARD_BYTES = 64 * 1024
 OPEN_SCHEMA = {"type": "object"}
 PUBLISHER = KeyRing.generate()
-
-
-class Done(AgentExecutor):
-    """The smallest real executor: the cards under test must belong to agents that actually run."""
-
-    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
-        task = context.current_task
-        if task is None:
-            assert context.message is not None
-            task = new_task_from_user_message(context.message)
-            await event_queue.enqueue_event(task)
-        updater = TaskUpdater(event_queue, task.id, task.context_id)
-        await updater.add_artifact([new_text_part("done")], name="result")
-        await updater.complete()
-
-    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        await TaskUpdater(event_queue, context.task_id or "", context.context_id or "").cancel()
 
 
 class CardServer:
@@ -91,30 +68,6 @@ class CardServer:
         server = A2AServer(card, Done(), signer=CardSigner(PUBLISHER))
         self.app.router.routes.append(Mount(f"/{prefix}", routes=server.routes()))
         return card, f"{self.base_url}/{prefix}/.well-known/agent-card.json"
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@asynccontextmanager
-async def running(app: Starlette) -> AsyncIterator[str]:
-    sock = free_socket()
-    config = uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
 
 
 def bad_content_routes(release: asyncio.Event) -> list[Route]:
@@ -335,7 +288,7 @@ async def test_a_card_missing_required_fields_is_refused_with_each_problem_named
 async def test_card_urls_that_cannot_be_fetched_are_refused_as_agent_unavailable_and_change_nothing(
     card_server: CardServer, catalog: Catalog, audit: AuditReader, target: str
 ) -> None:
-    closed = free_socket()  # bound but never listening: connections are refused
+    closed = bound_socket()  # bound but never listening: connections are refused
     urls: dict[str, Callable[[], str]] = {
         "closed-port": lambda: f"http://127.0.0.1:{closed.getsockname()[1]}/.well-known/agent-card.json",
         "http-error": lambda: f"{card_server.base_url}/bad/error",

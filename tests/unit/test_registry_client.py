@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Literal
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
@@ -18,34 +13,9 @@ from accord.errors import AccordError
 from accord.registry_client import RegistryClient
 from registry.app import create_app
 from registry.settings import RegistrySettings
+from tests.registry_harness import bound_socket, running
 
-
-def bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@asynccontextmanager
-async def running(app: Any, lifespan: Literal["on", "off"] = "off") -> AsyncIterator[str]:
-    sock = bound_socket()
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, lifespan=lifespan, timeout_graceful_shutdown=1)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
-
-
-ADMIN_SECRET = "registry-admin-secret-for-tests"  # noqa: S105 (a test credential)
+ADMIN_SECRET = "registry-admin-secret-for-tests"
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from accord.errors import AccordError
 from registry.pinned_fetch import PinnedFetcher
 from registry.targets import TargetPolicy, address_kind, host_address, parse_ip_port
-from tests.integration.test_registry_service import free_port, running
+from tests.registry_harness import free_port, running
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 

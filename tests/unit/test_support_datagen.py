@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.topology import repo_root
-from tests.unit.test_support_tools import load
+from tests.in_process_tools import load
 from triage_agent.lexicon import read_text
 
 DATA = repo_root() / "data"

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
+from accord import memo_drafts
 from accord.errors import AccordError
 from drafting_agent import drafting, memo
 from drafting_agent.agent import agent as drafter
 from review_agent import checks
 from review_agent.agent import agent as reviewer
-from tests.unit.test_support_tools import InProcessTools, load
+from tests.in_process_tools import InProcessTools, load
 
 # Revisions a topic needs before the reviewer passes it; None: never.
 CONVERGES_AFTER = {
@@ -33,17 +34,17 @@ def rule(**fields: Any) -> checks.Rule:
     return checks.Rule.model_validate({**base, **fields})
 
 
-def draft(*sections: tuple[str, str, list[str]], title: str = "Memo") -> checks.Draft:
-    return checks.Draft(
-        title=title, sections=[checks.Section(heading=h, body=b, sources=s) for h, b, s in sections]
+def draft(*sections: tuple[str, str, list[str]], title: str = "Memo") -> memo_drafts.Draft:
+    return memo_drafts.Draft(
+        title=title, sections=[memo_drafts.Section(heading=h, body=b, sources=s) for h, b, s in sections]
     )
 
 
 def test_phrases_match_whole_words_case_insensitively_and_in_the_plural() -> None:
-    assert memo.mentions("Two Subprocessors host it.", "subprocessor")
-    assert memo.mentions("The DATA  categories are listed.", "data categories")
-    assert not memo.mentions("Encryptions-at-rest", "encrypt")
-    assert checks.mentions("a cross-border replica", "cross-border")
+    assert memo_drafts.mentions("Two Subprocessors host it.", "subprocessor")
+    assert memo_drafts.mentions("The DATA  categories are listed.", "data categories")
+    assert not memo_drafts.mentions("Encryptions-at-rest", "encrypt")
+    assert memo_drafts.mentions("a cross-border replica", "cross-border")
 
 
 def test_a_negated_sentence_does_not_state_an_element() -> None:
@@ -171,7 +172,7 @@ async def test_the_loop_converges_when_the_facts_allow_within_the_revisions_the_
     statements = {f["statement"] for f in topic["facts"]}
     for step in history:
         for section in step["draft"]["draft"]["sections"]:
-            assert set(memo.sentences(section["body"])) <= statements
+            assert set(memo_drafts.sentences(section["body"])) <= statements
             assert section["sources"]
 
 

@@ -12,7 +12,7 @@ from accord.agent import Agent
 from accord.errors import AccordError
 from billing_agent import agent as billing
 from network_agent import agent as network
-from tests.unit.test_support_tools import InProcessTools, load
+from tests.in_process_tools import InProcessTools, load
 
 RESOLVERS: dict[str, tuple[Agent, str]] = {
     "network": (network.agent, "network-diagnosis"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_support_tools import InProcessTools, load
+from tests.in_process_tools import InProcessTools, load
 from triage_agent.agent import agent
 from triage_agent.classification import classify, priority
 from triage_agent.evidence import Finding

@@ -19,7 +19,7 @@ from accord.storage import create_engine
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunService
 from orchestrator.workflows import WorkflowSpec
-from tests.unit.test_orchestrator_engine import StandInDispatcher, answer
+from tests.stand_in_dispatcher import StandInDispatcher, answer
 
 WAIT_S = 5.0
 HOME = {"line1": "1 High St", "city": "Leeds", "postcode": "LS1 1AA", "country": "GB"}

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.policy.located_yaml import LocatedYamlError, line_of, load_located
+from accord.located_yaml import LocatedYamlError, line_of, load_located
 
 TOOL_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.(\*|[A-Za-z0-9_][A-Za-z0-9_.-]*)$")
 CLIENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accord.strict_json import StrictJsonError, loads_strict
+from gateway.bearer import MissingToken, bearer_token
+from gateway.buffered_body import Disconnected, read_body, replay, route_path
 from gateway.relay.gate import CallTarget, Refused, RelayGate, target_from_metadata, valid_traceparent
 from gateway.relay.handler import ADMISSION_KEY
 
@@ -51,10 +53,6 @@ _REST_OPERATIONS: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = (
 )
 
 
-class _Disconnected(Exception):
-    """The client went away before its request body arrived."""
-
-
 @dataclass(frozen=True)
 class _Call:
     transport: str
@@ -69,7 +67,7 @@ class RelayGuard:
         self._max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope) if scope["type"] == "http" else ""
+        path = route_path(scope) if scope["type"] == "http" else ""
         transport = (
             "jsonrpc" if path == JSONRPC_PATH else "rest" if path.startswith(REST_PATH + "/") else None
         )
@@ -80,14 +78,14 @@ class RelayGuard:
         traceparent = valid_traceparent(headers.get("traceparent"))
         call = _Call(transport)
         try:
-            body = await self._read_body(headers, receive)
+            body = await read_body(headers, receive, self._max_body_bytes)
             document = self._decode(body)
             if transport == "jsonrpc":
                 call = _Call(transport, document.get("id") if isinstance(document, dict) else None)
                 target = jsonrpc_target(document, traceparent)
             else:
                 target = rest_target(scope["method"], path[len(REST_PATH) :], document, traceparent)
-        except _Disconnected:
+        except Disconnected:
             return
         except (StrictJsonError, Refused) as exc:
             # Refused before anything was read as a call: nothing about it is trusted but the trace id.
@@ -101,26 +99,7 @@ class RelayGuard:
             await _send_refusal(send, call, refused)
             return
         scope.setdefault("state", {})[ADMISSION_KEY] = admission
-        await self.app(scope, _replay(body, receive), send)
-
-    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
-        limit = self._max_body_bytes
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
-            raise StrictJsonError("body_too_large", "body_too_large", limit=limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise StrictJsonError("body_too_large", "body_too_large", limit=limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        await self.app(scope, replay(body, receive), send)
 
     def _decode(self, body: bytes) -> Any:
         if not body:
@@ -181,12 +160,10 @@ def _metadata(container: Mapping[str, Any], method: str) -> object:
 
 
 def _bearer(headers: Headers) -> str | None:
-    values = headers.getlist("authorization")
-    if len(values) != 1:
+    try:
+        return bearer_token(headers)
+    except MissingToken:
         return None
-    scheme, _, token = values[0].strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token and " " not in token else None
 
 
 def _error_info(refused: Refused) -> dict[str, Any]:
@@ -236,22 +213,3 @@ async def _send_refusal(send: Send, call: _Call, refused: Refused) -> None:
         headers.append((b"www-authenticate", challenge.encode()))
     await send({"type": "http.response.start", "status": refused.kind.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

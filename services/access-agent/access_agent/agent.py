@@ -15,8 +15,11 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from accord import support_desk
 from accord.agent import Agent, ToolBox
 from accord.errors import AccordError
+from accord.support_desk import AuthFailure, ResolutionInput, check_ticket_owner
+from accord.support_desk import DescribedTicket as Ticket
 
 RECENT = dt.timedelta(hours=72)
 MFA_FAILURES = 3
@@ -24,30 +27,13 @@ MFA_FAILURES = 3
 agent = Agent("access-agent")
 
 
-class ResolutionInput(BaseModel):
-    ticket_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-
-
 class Action(BaseModel):
     type: str = Field(description="What to do, e.g. verify_identity, unlock_account, revoke_sessions")
     detail: str
 
 
-class ResolutionOutput(BaseModel):
-    ticket_id: str
-    resolution: str
-    actions: list[Action]
-    escalate: bool = Field(description="True when a human team must take over")
-    confidence: float = Field(ge=0, le=1)
-
-
-class Ticket(BaseModel):
-    ticket_id: str
-    found: bool
-    customer_id: str | None = None
-    subject: str | None = None
-    body: str | None = None
+class ResolutionOutput(support_desk.ResolutionOutput[Action]):
+    pass
 
 
 class Customer(BaseModel):
@@ -67,19 +53,8 @@ class User(BaseModel):
     password_changed: dt.datetime
 
 
-class AuthFailure(BaseModel):
-    at: dt.datetime
-    user_id: str
-    reason: str
-    country: str
-    device: str
-
-
-class AccessRecord(BaseModel):
-    found: bool
-    as_of: dt.datetime
-    users: list[User] = Field(default_factory=list)
-    auth_failures: list[AuthFailure] = Field(default_factory=list)
+class AccessRecord(support_desk.AccessRecord[User]):
+    pass
 
 
 @agent.skill(
@@ -93,12 +68,7 @@ async def access_resolution(request: ResolutionInput, tools: ToolBox) -> Resolut
         tools.call("support.access_record", by_customer),
     )
     ticket = Ticket.model_validate(raw_ticket)
-    if not ticket.found:
-        raise AccordError("not_found", f"ticket {request.ticket_id} does not exist")
-    if ticket.customer_id != request.customer_id:
-        raise AccordError(
-            "invalid_input", f"ticket {request.ticket_id} is not customer {request.customer_id}'s"
-        )
+    check_ticket_owner(ticket, request)
     customer = Customer.model_validate(raw_customer)
     record = AccessRecord.model_validate(raw_record)
     if not customer.found or not record.found:

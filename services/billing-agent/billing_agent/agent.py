@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, Field
 
+from accord import support_desk
 from accord.agent import Agent, ToolBox
 from accord.errors import AccordError
+from accord.support_desk import ResolutionInput, Ticket, check_ticket_owner
 
 # Refunds and credits up to this amount are issued without a person approving them.
 AUTO_APPROVAL_LIMIT_CENTS = 100_00
@@ -23,28 +25,13 @@ FOR_APPROVAL = "_for_approval"
 agent = Agent("billing-agent")
 
 
-class ResolutionInput(BaseModel):
-    ticket_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-
-
 class Action(BaseModel):
     type: str = Field(description="What to do, e.g. refund, credit, send_payment_link, explain_invoice")
     detail: str
 
 
-class ResolutionOutput(BaseModel):
-    ticket_id: str
-    resolution: str
-    actions: list[Action]
-    escalate: bool = Field(description="True when a human team must take over")
-    confidence: float = Field(ge=0, le=1)
-
-
-class Ticket(BaseModel):
-    ticket_id: str
-    found: bool
-    customer_id: str | None = None
+class ResolutionOutput(support_desk.ResolutionOutput[Action]):
+    pass
 
 
 class Customer(BaseModel):
@@ -71,9 +58,8 @@ class Invoice(BaseModel):
     status: str
 
 
-class Invoices(BaseModel):
-    found: bool
-    invoices: list[Invoice] = Field(default_factory=list)
+class Invoices(support_desk.Invoices[Invoice]):
+    pass
 
 
 class Payment(BaseModel):
@@ -91,10 +77,8 @@ class Refund(BaseModel):
     status: str
 
 
-class Payments(BaseModel):
-    found: bool
-    payments: list[Payment] = Field(default_factory=list)
-    refunds: list[Refund] = Field(default_factory=list)
+class Payments(support_desk.Payments[Payment, Refund]):
+    pass
 
 
 @agent.skill(
@@ -106,13 +90,7 @@ async def billing_resolution(request: ResolutionInput, tools: ToolBox) -> Resolu
         tools.call("support.get_ticket", {"ticket_id": request.ticket_id}),
         tools.call("support.get_customer", {"customer_id": request.customer_id}),
     )
-    found = Ticket.model_validate(ticket)
-    if not found.found:
-        raise AccordError("not_found", f"ticket {request.ticket_id} does not exist")
-    if found.customer_id != request.customer_id:
-        raise AccordError(
-            "invalid_input", f"ticket {request.ticket_id} is not customer {request.customer_id}'s"
-        )
+    check_ticket_owner(Ticket.model_validate(ticket), request)
     owner = Customer.model_validate(customer)
     if not owner.found:
         raise AccordError("not_found", f"customer {request.customer_id} has no record")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from accord.agent import Agent, ToolBox
+from accord.credit_files import Address, CreditFile
 
 THIN_FILE_TRADELINES = 3
 THIN_FILE_AGE_MONTHS = 12
@@ -23,28 +24,6 @@ agent = Agent("bureau-agent")
 
 class CreditFileInput(BaseModel):
     applicant_id: str = Field(min_length=1, max_length=64, description="The applicant's identifier")
-
-
-class Address(BaseModel):
-    line1: str
-    city: str
-    postcode: str
-    country: str
-
-
-class BureauFile(BaseModel):
-    """The `bureau.get_credit_file` result, validated before use: tool output is untrusted data."""
-
-    applicant_id: str
-    found: bool
-    score: int | None = Field(default=None, ge=300, le=850)
-    tradelines: int = Field(default=0, ge=0)
-    file_age_months: int = Field(default=0, ge=0)
-    delinquencies_24m: int = Field(default=0, ge=0)
-    utilization: float = Field(default=0.0, ge=0, le=1)
-    inquiries_6m: int = Field(default=0, ge=0)
-    address: Address | None = None
-    address_reported: str | None = None
 
 
 class CreditFileOutput(BaseModel):
@@ -62,10 +41,10 @@ class CreditFileOutput(BaseModel):
 @agent.skill("credit-file", tools=["bureau.get_credit_file"])
 async def credit_file(request: CreditFileInput, tools: ToolBox) -> CreditFileOutput:
     raw = await tools.call("bureau.get_credit_file", {"applicant_id": request.applicant_id})
-    return summarize(BureauFile.model_validate(raw))
+    return summarize(CreditFile.model_validate(raw))  # tool output is untrusted data: validated first
 
 
-def summarize(file: BureauFile) -> CreditFileOutput:
+def summarize(file: CreditFile) -> CreditFileOutput:
     if not file.found:
         return CreditFileOutput(
             found=False,
@@ -91,11 +70,11 @@ def summarize(file: BureauFile) -> CreditFileOutput:
     )
 
 
-def is_thin(file: BureauFile) -> bool:
+def is_thin(file: CreditFile) -> bool:
     return file.tradelines < THIN_FILE_TRADELINES or file.file_age_months < THIN_FILE_AGE_MONTHS
 
 
-def depth_confidence(file: BureauFile) -> float:
+def depth_confidence(file: CreditFile) -> float:
     """0.5 for an empty file, up to 0.95 for a deep one; half from tradelines, half from age."""
     if file.score is None:
         return NO_FILE_CONFIDENCE

@@ -7,8 +7,9 @@ from typing import Annotated
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from accord.credit_files import CreditFile
 from accord.tools_server import ToolsSettings
-from bureau_tools.files import CreditBureau, CreditFile
+from bureau_tools.files import CreditBureau
 
 
 def build_mcp(settings: ToolsSettings) -> MCPServer:

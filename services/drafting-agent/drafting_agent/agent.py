@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 
 from accord.agent import Agent, ToolBox
 from accord.errors import AccordError
+from accord.memo_drafts import Draft
 from drafting_agent.drafting import draft_confidence, first_draft, revise
-from drafting_agent.memo import Draft, RuleSet, TopicFacts
+from drafting_agent.memo import RuleSet, TopicFacts
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 

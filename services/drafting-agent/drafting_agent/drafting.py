@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drafting_agent.memo import Draft, Fact, Rule, Section, TopicFacts, mentions, sentences
+from accord.memo_drafts import Draft, Section, mentions, sentences
+from drafting_agent.memo import Fact, Rule, TopicFacts
 
 
 @dataclass

@@ -13,8 +13,10 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from accord import support_desk
 from accord.agent import Agent, ToolBox
 from accord.errors import AccordError
+from accord.support_desk import ResolutionInput, Ticket, check_ticket_owner
 
 LOSSY_PACKET_LOSS = 0.03
 LOSSY_LATENCY_MS = 100
@@ -26,28 +28,13 @@ PRIORITY_PLANS = frozenset({"business"})
 agent = Agent("network-agent")
 
 
-class ResolutionInput(BaseModel):
-    ticket_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
-
-
 class Action(BaseModel):
     type: str = Field(description="What to do, e.g. link_incident, remote_reboot, dispatch_technician")
     detail: str
 
 
-class ResolutionOutput(BaseModel):
-    ticket_id: str
-    resolution: str
-    actions: list[Action]
-    escalate: bool = Field(description="True when a human team must take over")
-    confidence: float = Field(ge=0, le=1)
-
-
-class Ticket(BaseModel):
-    ticket_id: str
-    found: bool
-    customer_id: str | None = None
+class ResolutionOutput(support_desk.ResolutionOutput[Action]):
+    pass
 
 
 class Customer(BaseModel):
@@ -66,11 +53,8 @@ class Incident(BaseModel):
     summary: str
 
 
-class RegionStatus(BaseModel):
-    region: str
-    found: bool
-    status: str | None = None
-    incidents: list[Incident] = Field(default_factory=list)
+class RegionStatus(support_desk.RegionStatus[Incident]):
+    pass
 
 
 class Device(BaseModel):
@@ -84,9 +68,8 @@ class Device(BaseModel):
     reboots_7d: int = Field(ge=0)
 
 
-class DeviceReport(BaseModel):
-    found: bool
-    devices: list[Device] = Field(default_factory=list)
+class DeviceReport(support_desk.DeviceReport[Device]):
+    pass
 
 
 @agent.skill(
@@ -120,12 +103,7 @@ async def customer_of_ticket(tools: ToolBox, request: ResolutionInput) -> Custom
     )
     found = Ticket.model_validate(ticket)
     customer = Customer.model_validate(raw_customer)
-    if not found.found:
-        raise AccordError("not_found", f"ticket {request.ticket_id} does not exist")
-    if found.customer_id != request.customer_id:
-        raise AccordError(
-            "invalid_input", f"ticket {request.ticket_id} is not customer {request.customer_id}'s"
-        )
+    check_ticket_owner(found, request)
     if not customer.found or customer.region is None:
         raise AccordError("not_found", f"customer {request.customer_id} has no record")
     return customer

@@ -46,7 +46,14 @@ class Orchestrator:
         self.gateway_keys = GatewayKeys(settings.gateway_url) if settings.gateway_url else None
         self.dispatcher = AgentDispatcher(self.registry, settings.step_timeout_s, self._relay_link())
         workflows = load_workflows(settings.workflows_dir)
-        self.runs = RunService(workflows, self.dispatcher, self.store, self.audit)
+        self.runs = RunService(
+            workflows,
+            self.dispatcher,
+            self.store,
+            self.audit,
+            owner=settings.instance_id or settings.base_url,
+            lease_s=settings.run_lease_s,
+        )
         grpc_address = settings.grpc_address(settings.grpc_port)
         card = orchestrator_card(workflows, settings.base_url, grpc_address)
         # Its callers are end users as well as the relay, so it does not require relay-signed messages.
@@ -88,12 +95,15 @@ class Orchestrator:
             await self.store.initialize()
             await self.audit.initialize()
             registering = asyncio.create_task(self.registration.run())
+            # Resumes this replica's unfinished runs now, and others' whose lease expires, from then on.
+            maintaining = asyncio.create_task(self.runs.maintain())
             try:
                 yield
             finally:
-                registering.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await registering
+                for background in (maintaining, registering):
+                    background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await background
                 await self.runs.aclose()
                 await self.dispatcher.aclose()
                 await self.registry.aclose()

@@ -9,16 +9,21 @@ is read; then the output is validated against the skill's contract in the agent'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import itertools
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import httpx
-from a2a.client import A2AClientError, ClientCallContext
+from a2a.client import A2AClientError, Client, ClientCallContext
 from a2a.types import (
+    GetTaskRequest,
     Message,
     SendMessageRequest,
     StreamResponse,
@@ -27,7 +32,7 @@ from a2a.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
-from a2a.utils.errors import A2AError
+from a2a.utils.errors import A2AError, TaskNotFoundError
 from jsonschema import Draft202012Validator
 
 from accord.cards import skill_schemas
@@ -35,13 +40,26 @@ from accord.errors import AccordError
 from accord.payloads import GRANT_RECORD_METADATA_KEY, first_data, metadata_of, skill_request, task_result
 from accord.registry_client import RegisteredAgent, RegistryClient
 from orchestrator.relay_link import RelayLink, relay_failure
-from orchestrator.step_grants import StepRef
+from orchestrator.step_grants import RemoteTask, StepRef
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 Reply = Task | Message | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 # Refusals worth a fresh token: the relay no longer accepts the cached one (e.g. its key was retired).
 _STALE_TOKEN = frozenset({"unauthenticated", "invalid_token"})
+# A task in one of these states will not change without the caller: its outcome can be read.
+_SETTLED = frozenset(
+    {
+        TaskState.TASK_STATE_COMPLETED,
+        TaskState.TASK_STATE_FAILED,
+        TaskState.TASK_STATE_CANCELED,
+        TaskState.TASK_STATE_REJECTED,
+        TaskState.TASK_STATE_INPUT_REQUIRED,
+        TaskState.TASK_STATE_AUTH_REQUIRED,
+    }
+)
+_POLL_FIRST_S, _POLL_MAX_S = 0.01, 0.25
 
 
 @dataclass(frozen=True)
@@ -135,12 +153,24 @@ class AgentDispatcher:
         timeout = timeout_s or self._timeout_s
         attempts: list[dict[str, Any]] = []
         last_error: AccordError | None = None
-        for agent in await self.candidates(skill):
+        candidates = await self.candidates(skill)
+        resumed = self._resumable(candidates, step)
+        if resumed is not None:
+            # The agent that accepted this attempt before a restart comes first, re-attached by task id.
+            candidates = [resumed, *(agent for agent in candidates if agent is not resumed)]
+        for agent in candidates:
             attempt: dict[str, Any] = {"agent": agent.name}
             attempts.append(attempt)
             started = time.perf_counter()
             try:
-                assembly = await self._relayed(agent, skill, data, step, timeout)
+                assembly = None
+                if agent is resumed:
+                    assembly = await self._relayed(agent, step, timeout, self._reattach)
+                    attempt["reattached"] = assembly is not None
+                if assembly is None:
+                    assembly = await self._relayed(
+                        agent, step, timeout, functools.partial(self._send, skill=skill, data=data)
+                    )
             except AccordError as error:
                 if error.reason != "agent_unavailable":
                     attempt.setdefault("outcome", "refused" if error.kind.http_status < 500 else "failed")
@@ -161,11 +191,21 @@ class AgentDispatcher:
         assert last_error is not None
         raise _with_attempts(AccordError("agent_unavailable", last_error.detail), attempts)
 
+    @staticmethod
+    def _resumable(candidates: list[RegisteredAgent], step: StepRef) -> RegisteredAgent | None:
+        if step.resume is None:
+            return None
+        return next((agent for agent in candidates if agent.name == step.resume.agent), None)
+
     async def _relayed(
-        self, agent: RegisteredAgent, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float
-    ) -> TaskAssembly:
-        """Send the step through the relay (again once with a fresh token if the relay refused the cached
-        one) and verify every reply object it returns."""
+        self,
+        agent: RegisteredAgent,
+        step: StepRef,
+        timeout_s: float,
+        exchange: Callable[[_Call], Awaitable[_T]],
+    ) -> _T:
+        """One exchange with the agent through the relay (sending the step, or following the task it
+        already has there), again once with a fresh token if the relay refused the cached one."""
         relay = self._relay
         if relay is None:
             raise AccordError(
@@ -174,42 +214,102 @@ class AgentDispatcher:
         for fresh_token in (False, True):
             token = await relay.token()
             try:
-                return await self._send(relay, agent, skill, data, step, timeout_s, token.token)
+                return await exchange(_Call(relay, agent, step, timeout_s, token.token))
             except AccordError as error:
                 if fresh_token or error.reason not in _STALE_TOKEN or error.context.get("from_agent"):
                     raise
                 relay.forget(token)
         raise AssertionError("unreachable")
 
-    async def _send(
-        self,
-        relay: RelayLink,
-        agent: RegisteredAgent,
-        skill: str,
-        data: dict[str, Any],
-        step: StepRef,
-        timeout_s: float,
-        bearer: str,
-    ) -> TaskAssembly:
-        client = await relay.client_for(agent)
+    async def _send(self, call: _Call, *, skill: str, data: dict[str, Any]) -> TaskAssembly:
+        """Send the step. When the caller listens for acceptance, a unary send returns as soon as the agent
+        has the task (A2A `return_immediately`) and the task is then followed until it ends; a stream
+        shows the task in its first event."""
+        step = call.step
         message = skill_request(
-            skill, data, wf=step.run_id, task=step.step_id, deadline=time.time() + timeout_s
+            skill,
+            data,
+            wf=step.run_id,
+            task=step.step_id,
+            deadline=time.time() + call.timeout_s,
+            idempotency_key=step.key,
         )
-        context = ClientCallContext(
-            service_parameters={"authorization": f"Bearer {bearer}"}, timeout=timeout_s
-        )
+        request = SendMessageRequest(message=message)
+        # The client streams only when the agent's card says it can; otherwise the send is unary.
+        streamed = call.relay.streaming and call.agent.card.capabilities.streaming
+        if step.on_accepted is not None and not streamed:
+            request.configuration.return_immediately = True
         assembly = TaskAssembly()
+        try:
+            async with self._relaying(call):
+                client = await call.relay.client_for(call.agent)
+                async for event in client.send_message(request, context=call.context()):
+                    reply = _payload(event)
+                    await call.relay.replies.check(reply, call.agent.name, step)
+                    assembly.apply(reply)
+                    await self._accepted(call, assembly)
+                await self._follow(call, client, assembly)
+        except _UnknownTask:
+            # The task was lost under us (the relay forgot it): the step may be tried again.
+            detail = f"the task {call.agent.name} accepted can no longer be followed"
+            raise AccordError("agent_unavailable", detail) from None
+        return assembly
+
+    async def _reattach(self, call: _Call) -> TaskAssembly | None:
+        """Follow the task a previous process left in flight, by its id; None when it is not known."""
+        assert call.step.resume is not None
+        assembly = TaskAssembly()
+        try:
+            async with self._relaying(call):
+                client = await call.relay.client_for(call.agent)
+                await self._poll(call, client, assembly, call.step.resume.task_id)
+                await self._follow(call, client, assembly)
+        except _UnknownTask:
+            logger.info("in-flight task unknown, sending again", extra={"agent": call.agent.name})
+            return None
+        return assembly
+
+    async def _accepted(self, call: _Call, assembly: TaskAssembly) -> None:
+        task = assembly.task
+        if call.announced or task is None or not task.id or call.step.on_accepted is None:
+            return
+        if task.status.state in _SETTLED:
+            return
+        call.announced = True
+        state = TaskState.Name(task.status.state).removeprefix("TASK_STATE_").lower()
+        await call.step.on_accepted(RemoteTask(call.agent.name, task.id, state))
+
+    async def _follow(self, call: _Call, client: Client, assembly: TaskAssembly) -> None:
+        """Poll the task (through the relay) until it has settled."""
+        delay = _POLL_FIRST_S
+        while assembly.task is not None and assembly.task.status.state not in _SETTLED:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+            await self._poll(call, client, assembly, assembly.task.id)
+
+    async def _poll(self, call: _Call, client: Client, assembly: TaskAssembly, task_id: str) -> None:
+        try:
+            task = await client.get_task(GetTaskRequest(id=task_id), context=call.context())
+        except TaskNotFoundError:
+            raise _UnknownTask from None
+        await call.relay.replies.check(task, call.agent.name, call.step)
+        assembly.apply(task)
+        await self._accepted(call, assembly)
+
+    @contextlib.asynccontextmanager
+    async def _relaying(self, call: _Call) -> AsyncIterator[None]:
+        """Around the calls to one agent: failures become the relay's or the agent's reason."""
+        relay, agent = call.relay, call.agent
         listening = relay.capture()
         try:
-            async for event in client.send_message(SendMessageRequest(message=message), context=context):
-                reply = _payload(event)
-                await relay.replies.check(reply, agent.name, step)
-                assembly.apply(reply)
+            yield
         except (A2AClientError, httpx.HTTPError, grpc.aio.AioRpcError, OSError) as exc:
             await relay.drop(agent)
             error = relay_failure(exc, relay.captured(), agent.name)
             logger.warning("relayed call failed", extra={"agent": agent.name, "reason": error.reason})
             raise error from None
+        except TaskNotFoundError:
+            raise _UnknownTask from None
         except A2AError as exc:
             # An A2A error the relay or the agent answered: its reason says which step failed how.
             error = relay_failure(exc, relay.captured(), agent.name)
@@ -217,7 +317,6 @@ class AgentDispatcher:
             raise error from None
         finally:
             relay.release(listening)
-        return assembly
 
     @staticmethod
     def _final_task(agent: RegisteredAgent, assembly: TaskAssembly) -> Task:
@@ -242,6 +341,27 @@ class AgentDispatcher:
             where = "/".join(str(p) for p in problems[0].absolute_path) or "(root)"
             raise AccordError("contract_violation", f"agent {agent.name} output invalid at {where}")
         return output
+
+
+class _UnknownTask(Exception):
+    """The relay or the agent does not know the task asked for."""
+
+
+@dataclass
+class _Call:
+    """One exchange with one agent through the relay for one step attempt."""
+
+    relay: RelayLink
+    agent: RegisteredAgent
+    step: StepRef
+    timeout_s: float
+    bearer: str
+    announced: bool = False
+
+    def context(self) -> ClientCallContext:
+        return ClientCallContext(
+            service_parameters={"authorization": f"Bearer {self.bearer}"}, timeout=self.timeout_s
+        )
 
 
 def _with_attempts(error: AccordError, attempts: list[dict[str, Any]]) -> AccordError:

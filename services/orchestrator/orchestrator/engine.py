@@ -27,9 +27,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from accord.errors import AccordError
+from orchestrator import faults
 from orchestrator.contracts import check_critic_output, check_step_output, confidence_of
 from orchestrator.dispatch import StepOutcome
-from orchestrator.step_grants import StepRef
+from orchestrator.step_grants import RemoteTask, StepRef
 from orchestrator.workflows import CriticSpec, Scope, StepSpec, WorkflowSpec, lookup, resolve
 
 # Settled: nothing more will happen to the step in this execution.
@@ -71,12 +72,17 @@ class StepRecord:
     route: dict[str, Any] | None = None
     loop: dict[str, Any] | None = None
     review: dict[str, Any] | None = None
+    # The dispatch attempt under way: its task label, try and idempotency key, and once the agent accepted
+    # it, the agent and its A2A task id and state. A resumed run re-attaches to that task.
+    inflight: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A snapshot for the run record. Shallow: outputs are JSON values the engine never mutates, so
         they are shared rather than copied (a fan-out of hundreds is snapshotted many times)."""
         data = {name: getattr(self, name) for name in _RECORD_FIELDS}
         data["attempts"] = [dict(attempt) for attempt in self.attempts]
+        if self.inflight is not None:
+            data["inflight"] = dict(self.inflight)
         if self.loop is not None:
             data["loop"] = {**self.loop, "history": list(self.loop.get("history", []))}
         return data
@@ -107,6 +113,11 @@ class Execution:
     def __post_init__(self) -> None:
         for step in self.workflow.steps:
             previous = self.records.get(step.id)
+            if previous is not None and previous.status == "running":
+                # In flight when the last process stopped: run again, re-attaching to its agent's task.
+                previous.status = "pending"
+                self.records[step.id] = previous
+                continue
             keep = previous is not None and previous.status in FINAL
             self.records[step.id] = previous if keep and previous else StepRecord(step.id, step.skill)
         self._done = {step.id: asyncio.Event() for step in self.workflow.steps}
@@ -189,7 +200,9 @@ class Execution:
     # --- execution ---------------------------------------------------------------------------------------
 
     async def _execute(self, step: StepSpec, record: StepRecord) -> None:
-        record.status, record.started_at, record.blocked_by = "running", time.time(), None
+        resumed = record.inflight is not None and record.started_at is not None
+        started_at = record.started_at if resumed else time.time()
+        record.status, record.started_at, record.blocked_by = "running", started_at, None
         record.error = record.review = None
         await self.listener(record)
         scope = Scope(self.run_input, self.outputs)
@@ -360,17 +373,27 @@ class Execution:
         record: StepRecord,
         check: Callable[[str, dict[str, Any]], None],
     ) -> StepOutcome:
-        """Dispatch `skill`; retry transient failures `retries` times and a contract violation once."""
+        """Dispatch `skill`; retry transient failures `retries` times and a contract violation once.
+
+        Each try carries the idempotency key `<run>:<task>:<try>`; a try a previous process left in flight
+        (`record.inflight`) is resumed under its own key, re-attached to the agent's task when it has one."""
         contract_retried, transient_left, tries = False, retries, 0
+        previous = record.inflight if record.inflight and record.inflight.get("task") == task else None
+        if previous is not None:
+            tries = int(previous.get("try", 1)) - 1
+            transient_left = max(0, retries - tries)
         while True:
             tries += 1
+            step = self._attempt(record, task, tries, previous)
+            previous = None
             try:
+                faults.reached("before_dispatch")
                 async with _deadline(timeout_s, skill):
-                    outcome = await self.dispatcher.dispatch(
-                        skill, data, StepRef(self.run_id, task), timeout_s
-                    )
+                    outcome = await self.dispatcher.dispatch(skill, data, step, timeout_s)
+                faults.reached("after_completed")
                 check(outcome.agent, outcome.output)
             except AccordError as error:
+                record.inflight = None
                 self._record_attempts(record, task, tries, error.context.get("attempts", []), error.reason)
                 if "grant" in error.context:
                     record.grant = error.context["grant"]
@@ -389,9 +412,29 @@ class Execution:
                     await asyncio.sleep(RETRY_BASE_DELAY_S * 2 ** (retries - transient_left - 1))
                     continue
                 raise
+            record.inflight = None
             self._record_attempts(record, task, tries, outcome.attempts, None)
             self.note(step_id, "agent", _choice(skill, task, outcome), agent=outcome.agent)
             return outcome
+
+    def _attempt(self, record: StepRecord, task: str, tries: int, previous: dict[str, Any] | None) -> StepRef:
+        """The try about to be sent: recorded as in flight, with whatever a previous process knew of it."""
+        key = f"{self.run_id}:{task}:{tries}"
+        resume = None
+        if previous is not None and previous.get("try") == tries:
+            key = str(previous.get("key") or key)
+            if previous.get("task_id") and previous.get("agent"):
+                resume = RemoteTask(previous["agent"], previous["task_id"], str(previous.get("state")))
+        record.inflight = {"task": task, "try": tries, "key": key}
+
+        async def accepted(remote: RemoteTask) -> None:
+            if record.inflight is None or record.inflight.get("key") != key:
+                return
+            record.inflight.update(agent=remote.agent, task_id=remote.task_id, state=remote.state)
+            record.agent, record.task_id = remote.agent, remote.task_id
+            await self.listener(record)
+
+        return StepRef(self.run_id, task, key=key, resume=resume, on_accepted=accepted)
 
     @staticmethod
     def _record_attempts(

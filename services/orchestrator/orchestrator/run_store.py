@@ -1,28 +1,25 @@
 """Where runs live: SQLite by default, PostgreSQL when configured.
 
-A run row holds everything the REST API shows: each step's record, the conflicts and how they were
-settled, the decision rationale, the pending human review, the result. Columns added since the first
-release are added to an existing table on startup, so an older state directory keeps working.
+A run row holds everything the REST API shows: each step's record (including, for a step in flight, the
+agent's A2A task id and the idempotency key it was sent with), the conflicts and how they were settled,
+the decision rationale, the pending human review, the result. It is also the run's checkpoint: a
+restarted orchestrator resumes a `running` run from it.
+
+A running run is owned by one orchestrator replica through a lease (`owner`, `lease_expires_at`): the
+owner renews it while the run executes; any replica may claim a run whose lease has expired, with a
+conditional UPDATE, so exactly one claim wins. Every write an execution makes is fenced by ownership
+(`update(..., fence=owner)`): a replica that lost its run's lease learns it on its next write
+(`LeaseLost`) and stops, rather than dispatching beside the new owner.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    Connection,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+RUNNING = "running"
 
 _metadata = MetaData()
 runs_table = Table(
@@ -30,7 +27,7 @@ runs_table = Table(
     _metadata,
     Column("id", String(36), primary_key=True),
     Column("workflow", String(64), nullable=False, index=True),
-    Column("status", String(32), nullable=False),
+    Column("status", String(32), nullable=False, index=True),
     Column("actor", String(256), nullable=False),
     Column("input", JSON, nullable=False),
     Column("steps", JSON, nullable=False),
@@ -38,13 +35,19 @@ runs_table = Table(
     Column("error", JSON, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
-    Column("delegation_depth", Integer, nullable=True),
-    Column("conflicts", JSON, nullable=True),
-    Column("rationale", JSON, nullable=True),
+    Column("delegation_depth", Integer, nullable=False, default=0),
+    Column("conflicts", JSON, nullable=False, default=list),
+    Column("rationale", JSON, nullable=False, default=list),
     Column("review", JSON, nullable=True),
+    # The replica executing a running run, and until when its claim holds unless renewed.
+    Column("owner", String(256), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
 )
-# Added after the first release: nullable, so existing rows stay valid.
-_ADDED_COLUMNS = ("delegation_depth", "conflicts", "rationale", "review")
+_LEASE_COLUMNS = ("owner", "lease_expires_at")
+
+
+class LeaseLost(Exception):
+    """This replica no longer owns the run (another claimed it after the lease expired)."""
 
 
 class RunStore:
@@ -54,15 +57,20 @@ class RunStore:
     async def initialize(self) -> None:
         async with self._engine.begin() as conn:
             await conn.run_sync(_metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
 
     async def create(self, run: dict[str, Any]) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(runs_table.insert().values(**run))
 
-    async def update(self, run_id: str, **fields: Any) -> None:
+    async def update(self, run_id: str, fence: str | None = None, **fields: Any) -> None:
+        """Write `fields`; with `fence`, only while that replica still owns the run (else `LeaseLost`)."""
+        condition = runs_table.c.id == run_id
+        if fence is not None:
+            condition = and_(condition, runs_table.c.owner == fence)
         async with self._engine.begin() as conn:
-            await conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**fields))
+            result = await conn.execute(runs_table.update().where(condition).values(**fields))
+        if fence is not None and result.rowcount == 0:
+            raise LeaseLost(run_id)
 
     async def get(self, run_id: str) -> dict[str, Any] | None:
         async with self._engine.connect() as conn:
@@ -74,24 +82,72 @@ class RunStore:
         async with self._engine.connect() as conn:
             return [_run(row._mapping) for row in await conn.execute(query)]
 
+    async def claimable(self, owner: str, now: float, limit: int = 100) -> list[str]:
+        """Ids of running runs this replica may take: its own (a restart) and those whose lease expired."""
+        query = (
+            select(runs_table.c.id)
+            .where(runs_table.c.status == RUNNING, _claimable(owner, now))
+            .order_by(runs_table.c.created_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [row.id for row in await conn.execute(query)]
+
+    async def claim(self, run_id: str, owner: str, now: float, lease_s: float) -> bool:
+        """Take a running run whose lease expired (or that is already this replica's); True if taken.
+
+        One conditional UPDATE: of replicas racing for the same run, exactly one matches the row."""
+        claim = (
+            update(runs_table)
+            .where(runs_table.c.id == run_id, runs_table.c.status == RUNNING, _claimable(owner, now))
+            .values(owner=owner, lease_expires_at=now + lease_s)
+        )
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(claim)).rowcount == 1)
+
+    async def renew(self, run_ids: list[str], owner: str, until: float) -> set[str]:
+        """Extend this replica's leases; returns the ids it no longer owns."""
+        if not run_ids:
+            return set()
+        renewal = (
+            update(runs_table)
+            .where(runs_table.c.id.in_(run_ids), runs_table.c.owner == owner)
+            .values(lease_expires_at=until)
+        )
+        owned = select(runs_table.c.id).where(runs_table.c.id.in_(run_ids), runs_table.c.owner == owner)
+        async with self._engine.begin() as conn:
+            await conn.execute(renewal)
+            still = {row.id for row in await conn.execute(owned)}
+        return set(run_ids) - still
+
+    async def release(self, run_ids: list[str], owner: str) -> None:
+        """End this replica's leases on these runs (it is stopping): anyone may claim them now."""
+        if not run_ids:
+            return
+        release = (
+            update(runs_table)
+            .where(runs_table.c.id.in_(run_ids), runs_table.c.owner == owner)
+            .values(lease_expires_at=0.0)
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(release)
+
     async def ping(self) -> bool:
         async with self._engine.connect() as conn:
             await conn.execute(select(1))
         return True
 
 
+def _claimable(owner: str, now: float) -> Any:
+    return or_(
+        runs_table.c.owner == owner,
+        runs_table.c.owner.is_(None),
+        runs_table.c.lease_expires_at.is_(None),
+        runs_table.c.lease_expires_at < now,
+    )
+
+
 def _run(row: Any) -> dict[str, Any]:
-    run = dict(row)
-    run["delegation_depth"] = run.get("delegation_depth") or 0
-    run["conflicts"] = run.get("conflicts") or []
-    run["rationale"] = run.get("rationale") or []
+    run = {key: value for key, value in dict(row).items() if key not in _LEASE_COLUMNS}
+    run["lease"] = {"owner": row["owner"], "expires_at": row["lease_expires_at"]}
     return run
-
-
-def _add_missing_columns(conn: Connection) -> None:
-    present = {column["name"] for column in inspect(conn).get_columns("runs")}
-    for name in _ADDED_COLUMNS:
-        if name not in present:
-            column = runs_table.c[name]
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))

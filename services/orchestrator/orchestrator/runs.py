@@ -4,14 +4,22 @@ A run ends `completed`, `failed`, or `waiting_review`: a step's output needs a h
 critic loop capped with `on_max_iterations: review`, a route value no branch names) or the workflow's
 conflict rules cannot settle a fact. A reviewer's decision (`review`) resumes the run from its record:
 settled steps keep their outputs, steps blocked behind the review run then.
+
+The record is the run's checkpoint, written at step boundaries (a step starting, its agent accepting its
+task, the step settling; changes made together coalesce into one write). A `running` run whose owner
+stopped is resumed from it by whichever replica holds its lease (`maintain`): settled steps keep their
+outputs and are never sent again; a step in flight is re-attached to its agent's task by the stored task
+id, or sent again under the same idempotency key when the agent does not know it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -19,9 +27,10 @@ from jsonschema import Draft202012Validator
 from accord.audit import AuditEvent, AuditLog
 from accord.delegation import DEFAULT_MAX_DEPTH, delegating
 from accord.errors import AccordError
+from orchestrator import faults
 from orchestrator.conflicts import reconcile
 from orchestrator.engine import Dispatcher, Execution, StepListener, StepRecord
-from orchestrator.run_store import RunStore
+from orchestrator.run_store import LeaseLost, RunStore
 from orchestrator.synthesis import SYNTHESIZERS, SynthesisInput
 from orchestrator.workflows import WorkflowSpec
 
@@ -29,6 +38,10 @@ RUNNING, COMPLETED, FAILED, WAITING_REVIEW = "running", "completed", "failed", "
 DECISIONS = ("accept", "reject")
 # The longest a running run's record lags behind its steps (the REST API shows progress from it).
 RECORD_INTERVAL_S = 0.1
+# How long a replica's claim on a running run holds unless renewed (renewed every third of it).
+DEFAULT_LEASE_S = 15.0
+
+logger = logging.getLogger(__name__)
 
 
 class RunService:
@@ -41,6 +54,8 @@ class RunService:
         store: RunStore,
         audit: AuditLog,
         max_delegation_depth: int = DEFAULT_MAX_DEPTH,
+        owner: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         missing = {spec.synthesis for spec in workflows.values()} - set(SYNTHESIZERS)
         if missing:
@@ -56,6 +71,10 @@ class RunService:
         self._reviewing = asyncio.Lock()
         # Each new run's `run.start` audit record, being written while its steps run.
         self._opening: dict[str, asyncio.Task[Any]] = {}
+        # This replica's name in run leases, and the runs it executes (by the task executing each).
+        self.owner = owner or f"orchestrator-{uuid.uuid4()}"
+        self.lease_s = lease_s
+        self._owned: dict[str, asyncio.Task[Any] | None] = {}
 
     async def admit(self, workflow: str, data: Any, actor: str, depth: int = 0) -> WorkflowSpec:
         """Check a request before anything starts; every refusal is audited and changes nothing else."""
@@ -126,9 +145,17 @@ class RunService:
         )
         if verdict == "reject" and run["review"] and run["review"]["reason"] == "unresolved_conflict":
             error = AccordError("review_rejected", "a reviewer rejected the conflicting facts")
-            await self._finish_failed(run_id, error, records, rationale)
+            await self._finish_failed(run_id, error, records, rationale, fenced=False)
             return await self.get(run_id)
-        await self._store.update(run_id, status=RUNNING, review=None, steps=_ordered(spec, records))
+        self._owned[run_id] = None
+        await self._store.update(
+            run_id,
+            status=RUNNING,
+            review=None,
+            steps=_ordered(spec, records),
+            owner=self.owner,
+            lease_expires_at=time.time() + self.lease_s,
+        )
         self._settled[run_id] = asyncio.Event()
         resume = self._execute(
             run_id, spec, run["input"], run["delegation_depth"], None, records, rationale, choices
@@ -162,10 +189,79 @@ class RunService:
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         return await self._store.recent(limit)
 
+    async def maintain(self, interval_s: float | None = None) -> None:
+        """Hold this replica's leases and take over abandoned runs, until cancelled: every `interval_s`
+        (a third of the lease), renew the leases of the runs executing here, and claim and resume every
+        running run that is this replica's from before a restart or whose lease has expired."""
+        interval = interval_s or self.lease_s / 3
+        while True:
+            try:
+                await self.renew_leases()
+                await self.take_over()
+            except Exception:  # the store being briefly unreachable must not end lease keeping
+                logger.exception("lease maintenance failed")
+            await asyncio.sleep(interval)
+
+    async def renew_leases(self) -> None:
+        lost = await self._store.renew(list(self._owned), self.owner, time.time() + self.lease_s)
+        for run_id in lost:
+            logger.warning("lease lost; another replica took the run over", extra={"run_id": run_id})
+            self._abandon(run_id)
+
+    async def take_over(self) -> list[str]:
+        """Claim and resume the running runs this replica may take; returns their ids."""
+        taken = []
+        for run_id in await self._store.claimable(self.owner, time.time()):
+            if run_id in self._owned:
+                continue
+            self._owned[run_id] = None
+            if await self._store.claim(run_id, self.owner, time.time(), self.lease_s):
+                taken.append(run_id)
+                self._background(self._resume(run_id))
+            else:
+                del self._owned[run_id]
+        return taken
+
+    async def _resume(self, run_id: str) -> None:
+        run = await self.get(run_id)
+        spec = self.workflows.get(run["workflow"])
+        records = {step["id"]: StepRecord.from_dict(step) for step in run["steps"]}
+        rationale = list(run["rationale"])
+        if spec is None:
+            error = AccordError("unknown_workflow", f"workflow {run['workflow']!r} is no longer served")
+            with contextlib.suppress(LeaseLost):
+                await self._finish_failed(run_id, error, records, rationale)
+            self._owned.pop(run_id, None)
+            return
+        in_flight = sorted(sid for sid, record in records.items() if record.status == RUNNING)
+        rationale.append(
+            {
+                "at": time.time(),
+                "step": None,
+                "kind": "resume",
+                "detail": f"resumed by {self.owner}; in flight: {', '.join(in_flight) or '-'}",
+            }
+        )
+        await self._audit.append(
+            AuditEvent("orchestrator", "run.resume", RUNNING, run_id=run_id, details={"owner": self.owner})
+        )
+        self._settled.setdefault(run_id, asyncio.Event())
+        await self._execute(run_id, spec, run["input"], run["delegation_depth"], None, records, rationale)
+
+    def _abandon(self, run_id: str) -> None:
+        task = self._owned.pop(run_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+
     async def aclose(self) -> None:
+        """Stop executing and hand this replica's running runs back: their leases end now, so another
+        replica (or this one, restarted) takes them over at once rather than when the leases expire."""
+        owned = list(self._owned)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # a store already gone leaves the leases to expire
+            await self._store.release(owned, self.owner)
 
     def _background(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work)
@@ -175,6 +271,7 @@ class RunService:
     async def _create(self, spec: WorkflowSpec, data: dict[str, Any], actor: str, depth: int) -> str:
         run_id = str(uuid.uuid4())
         steps = [StepRecord(step.id, step.skill).as_dict() for step in spec.steps]
+        self._owned[run_id] = None
         await self._store.create(
             {
                 "id": run_id,
@@ -187,6 +284,8 @@ class RunService:
                 "delegation_depth": depth,
                 "conflicts": [],
                 "rationale": [],
+                "owner": self.owner,
+                "lease_expires_at": time.time() + self.lease_s,
             }
         )
         self._settled[run_id] = asyncio.Event()
@@ -207,7 +306,8 @@ class RunService:
         rationale: list[dict[str, Any]] | None = None,
         facts_decided: dict[str, str] | None = None,
     ) -> None:
-        recorder = _Recorder(self._store, run_id, spec)
+        self._owned[run_id] = asyncio.current_task()
+        recorder = _Recorder(self._store, run_id, spec, self.owner, lambda: self._abandon(run_id))
 
         async def on_step(record: StepRecord) -> None:
             recorder.changed(execution)
@@ -224,14 +324,27 @@ class RunService:
             await recorder.drain()
             await self._opened(run_id)
             await self._settle(run_id, spec, data, execution, facts_decided or {})
+        except LeaseLost:
+            await recorder.drain()
+            logger.warning("lease lost; another replica took the run over", extra={"run_id": run_id})
+        except asyncio.CancelledError:
+            await recorder.drain()
+            current = asyncio.current_task()
+            if run_id in self._owned or current is None:
+                raise
+            # Cancelled because another replica owns the run now: nothing more is written here.
+            current.uncancel()
+            logger.warning("lease lost; another replica took the run over", extra={"run_id": run_id})
         except Exception as exc:
             await recorder.drain()
             await self._opened(run_id)
             error = exc if isinstance(exc, AccordError) else AccordError("internal_error")
-            await self._finish_failed(run_id, error, execution.records, execution.rationale)
+            with contextlib.suppress(LeaseLost):
+                await self._finish_failed(run_id, error, execution.records, execution.rationale)
             if not isinstance(exc, AccordError):
                 raise
         finally:
+            self._owned.pop(run_id, None)
             # Waiters already hold the event; later callers find the run settled in the store.
             settled = self._settled.pop(run_id, None)
             if settled is not None:
@@ -263,7 +376,12 @@ class RunService:
                 "requested_at": time.time(),
             }
             await self._store.update(
-                run_id, status=WAITING_REVIEW, review=review, steps=steps, rationale=execution.rationale
+                run_id,
+                fence=self.owner,
+                status=WAITING_REVIEW,
+                review=review,
+                steps=steps,
+                rationale=execution.rationale,
             )
             await self._audit.append(
                 AuditEvent("orchestrator", "run.review_requested", WAITING_REVIEW, reason, run_id=run_id)
@@ -286,6 +404,7 @@ class RunService:
             }
             await self._store.update(
                 run_id,
+                fence=self.owner,
                 status=WAITING_REVIEW,
                 review=review,
                 steps=steps,
@@ -303,9 +422,11 @@ class RunService:
             )
             return
         context = SynthesisInput(data, outputs, {s["id"]: s for s in steps}, reconciliation.facts)
+        faults.reached("during_synthesis")
         result = SYNTHESIZERS[spec.synthesis](context)
         await self._store.update(
             run_id,
+            fence=self.owner,
             status=COMPLETED,
             result=result,
             steps=steps,
@@ -324,12 +445,15 @@ class RunService:
         error: AccordError,
         records: dict[str, StepRecord],
         rationale: list[dict[str, Any]],
+        fenced: bool = True,
     ) -> None:
+        """Record the run as failed; `fenced`: only while this replica owns it (a run it executes)."""
         run = await self._store.get(run_id)
         spec = self.workflows.get(run["workflow"]) if run else None
         steps = _ordered(spec, records) if spec else [r.as_dict() for r in records.values()]
         await self._store.update(
             run_id,
+            fence=self.owner if fenced else None,
             status=FAILED,
             error={"reason": error.reason, "message": error.detail},
             steps=steps,
@@ -347,10 +471,14 @@ class _Recorder:
     most one every `RECORD_INTERVAL_S`, each carrying every change made meanwhile (a fan-out of hundreds
     settles in a handful of writes). The final state is written by the run itself after `drain`."""
 
-    def __init__(self, store: RunStore, run_id: str, spec: WorkflowSpec) -> None:
+    def __init__(
+        self, store: RunStore, run_id: str, spec: WorkflowSpec, owner: str, lost: Callable[[], None]
+    ) -> None:
         self._store = store
         self._run_id = run_id
         self._spec = spec
+        self._owner = owner
+        self._lost = lost
         self._latest: Execution | None = None
         self._writer: asyncio.Task[None] | None = None
         self._draining = asyncio.Event()
@@ -364,7 +492,15 @@ class _Recorder:
         while self._latest is not None and not self._draining.is_set():
             execution, self._latest = self._latest, None
             steps = _ordered(self._spec, execution.records)
-            await self._store.update(self._run_id, steps=steps, rationale=list(execution.rationale))
+            try:
+                await self._store.update(
+                    self._run_id, fence=self._owner, steps=steps, rationale=list(execution.rationale)
+                )
+            except LeaseLost:
+                self._lost()  # another replica owns the run now: this execution stops dispatching
+                return
+            if any((step.get("inflight") or {}).get("task_id") for step in steps):
+                faults.reached("after_accepted")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RECORD_INTERVAL_S):
                     await self._draining.wait()

@@ -25,6 +25,11 @@ class OrchestratorSettings(ServiceSettings):
     # How steps reach the relay: its A2A transport, and whether replies stream (task events as they come).
     relay_transport: Literal["JSONRPC", "HTTP+JSON", "GRPC"] = "JSONRPC"
     relay_streaming: bool = False
+    # This replica's name in run leases (default: its base URL, stable across restarts, so a restarted
+    # replica resumes its own runs at once), and how long a lease holds unless renewed: another replica
+    # takes over a dead one's running runs within about this long.
+    instance_id: str | None = None
+    run_lease_s: float = Field(default=15.0, gt=0, le=3600)
     # Clock skew tolerated on a signed reply's `iat`/`exp` (bounded: a wide window weakens expiry).
     reply_skew_s: float = Field(default=5.0, ge=0, le=60)
 

@@ -9,12 +9,32 @@ relay's reply; it never holds the grant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RemoteTask:
+    """An agent's A2A task for one dispatch attempt, as the checkpoint keeps it."""
+
+    agent: str
+    task_id: str
+    state: str
+
+
+AcceptListener = Callable[[RemoteTask], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class StepRef:
-    """Which step of which run is being dispatched: the grant's and the signatures' `task` and `wf`."""
+    """Which step of which run is being dispatched: the grant's and the signatures' `task` and `wf`.
+
+    `key` is the attempt's idempotency key (the agent runs a skill once per key); `resume` is the task a
+    previous process already had accepted for this very attempt, to re-attach to instead of sending again;
+    `on_accepted` hears of the agent's task as soon as the agent accepts it, before its result."""
 
     run_id: str
     step_id: str
+    key: str | None = None
+    resume: RemoteTask | None = None
+    on_accepted: AcceptListener | None = field(default=None, compare=False, repr=False)

@@ -26,9 +26,9 @@ from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic import ValidationError as ModelError
 
+from accord.located_yaml import LocatedYamlError, line_of, load_located
+from accord.located_yaml import Path as Location
 from accord.topology import repo_root
-from orchestrator.located_yaml import LocatedYamlError, line_of, load_located
-from orchestrator.located_yaml import Path as Location
 from orchestrator.synthesis import SYNTHESIZERS
 
 SCHEMA_FILE = "workflow.schema.json"

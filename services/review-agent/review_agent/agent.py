@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from accord.agent import Agent, ToolBox
 from accord.errors import AccordError
-from review_agent.checks import Draft, Rule, Severity, review, review_confidence
+from accord.memo_drafts import Draft
+from review_agent.checks import Rule, Severity, review, review_confidence
 
 agent = Agent("review-agent")
 

@@ -18,21 +18,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from accord.memo_drafts import Draft, mentions, sentences
+
 Severity = Literal["critical", "major", "minor"]
 WEIGHTS: dict[str, int] = {"critical": 3, "major": 2, "minor": 1}
 BLOCKING: frozenset[str] = frozenset({"critical", "major"})
 _NEGATION = re.compile(r"\b(?:no|not|never|without|pending|yet to)\b|n't\b", re.IGNORECASE)
-
-
-class Section(BaseModel):
-    heading: str = Field(min_length=1, max_length=200)
-    body: str = Field(max_length=20_000)
-    sources: list[str] = Field(default_factory=list, max_length=100)
-
-
-class Draft(BaseModel):
-    title: str = Field(min_length=1, max_length=300)
-    sections: list[Section] = Field(max_length=50)
 
 
 class Rule(BaseModel):
@@ -60,16 +51,6 @@ class Review:
     findings: list[Finding]
     negated_only: int
     applicable: int
-
-
-def mentions(text: str, phrase: str) -> bool:
-    """Whole-word, case-insensitive, plural-tolerant: 'subprocessor' is mentioned by 'subprocessors'."""
-    words = r"\s+".join(re.escape(word) for word in phrase.split())
-    return re.search(rf"(?<!\w){words}(?:s|es)?(?!\w)", text, re.IGNORECASE) is not None
-
-
-def sentences(body: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?])\s+", body.strip()) if s]
 
 
 def states(body: str, element: str) -> bool:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from accord.agent import Agent, ToolBox
 from accord.errors import AccordError
+from accord.support_desk import DescribedTicket as Ticket
 from triage_agent.classification import classify
 from triage_agent.evidence import Priority, account_findings
 from triage_agent.lexicon import read_text
@@ -24,7 +25,6 @@ from triage_agent.records import (
     Invoices,
     Payments,
     RegionStatus,
-    Ticket,
 )
 
 MAX_SIGNALS = 12

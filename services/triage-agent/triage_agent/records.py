@@ -7,16 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from accord import support_desk
+
 Category = Literal["network", "billing", "access"]
 CATEGORIES: tuple[Category, ...] = ("network", "billing", "access")
-
-
-class Ticket(BaseModel):
-    ticket_id: str
-    found: bool
-    customer_id: str | None = None
-    subject: str | None = None
-    body: str | None = None
 
 
 class Customer(BaseModel):
@@ -37,11 +31,8 @@ class Incident(BaseModel):
     summary: str = ""
 
 
-class RegionStatus(BaseModel):
-    region: str
-    found: bool
-    status: str | None = None
-    incidents: list[Incident] = Field(default_factory=list)
+class RegionStatus(support_desk.RegionStatus[Incident]):
+    pass
 
 
 class Device(BaseModel):
@@ -54,9 +45,8 @@ class Device(BaseModel):
     reboots_7d: int = Field(ge=0)
 
 
-class DeviceReport(BaseModel):
-    found: bool
-    devices: list[Device] = Field(default_factory=list)
+class DeviceReport(support_desk.DeviceReport[Device]):
+    pass
 
 
 class InvoiceLine(BaseModel):
@@ -72,9 +62,8 @@ class Invoice(BaseModel):
     status: str
 
 
-class Invoices(BaseModel):
-    found: bool
-    invoices: list[Invoice] = Field(default_factory=list)
+class Invoices(support_desk.Invoices[Invoice]):
+    pass
 
 
 class Payment(BaseModel):
@@ -89,10 +78,8 @@ class Refund(BaseModel):
     status: str
 
 
-class Payments(BaseModel):
-    found: bool
-    payments: list[Payment] = Field(default_factory=list)
-    refunds: list[Refund] = Field(default_factory=list)
+class Payments(support_desk.Payments[Payment, Refund]):
+    pass
 
 
 class User(BaseModel):
@@ -102,19 +89,8 @@ class User(BaseModel):
     password_changed: dt.datetime
 
 
-class AuthFailure(BaseModel):
-    at: dt.datetime
-    user_id: str
-    reason: str
-    country: str
-    device: str
-
-
-class AccessRecord(BaseModel):
-    found: bool
-    as_of: dt.datetime
-    users: list[User] = Field(default_factory=list)
-    auth_failures: list[AuthFailure] = Field(default_factory=list)
+class AccessRecord(support_desk.AccessRecord[User]):
+    pass
 
 
 class Account(BaseModel):

@@ -43,6 +43,10 @@ MESSAGE_ACTION = "a2a.message"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
+# Where a verified message's envelope waits for the executor (`RequestContext.call_context.state`).
+ENVELOPE_STATE_KEY = "accord.envelope"
+
+
 class SignedMessageGate:
     """Admits a message only when its signed envelope verifies; records every decision."""
 
@@ -123,14 +127,15 @@ class _VerifyingRequestHandler(DefaultRequestHandler):
         self._gate = gate
 
     async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task | Message:
-        await self._gate.admit(params.message, context, "SendMessage")
+        context.state[ENVELOPE_STATE_KEY] = await self._gate.admit(params.message, context, "SendMessage")
         result: Task | Message = await super().on_message_send(params, context)
         return result
 
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        await self._gate.admit(params.message, context, "SendStreamingMessage")
+        envelope = await self._gate.admit(params.message, context, "SendStreamingMessage")
+        context.state[ENVELOPE_STATE_KEY] = envelope
         async for event in super().on_message_send_stream(params, context):
             yield event
 

@@ -39,6 +39,9 @@ _KINDS: tuple[ErrorKind, ...] = (
     ErrorKind("unknown_tool", 404, -32602, grpc.StatusCode.NOT_FOUND, "no such tool"),
     ErrorKind("not_found", 404, -32001, grpc.StatusCode.NOT_FOUND, "no such resource"),
     ErrorKind("conflict", 409, -32600, grpc.StatusCode.ALREADY_EXISTS, "resource already exists"),
+    ErrorKind(
+        "idempotency_conflict", 409, -32602, grpc.StatusCode.ALREADY_EXISTS, "key reused for another request"
+    ),
     # Identity and authorization.
     ErrorKind("unauthenticated", 401, -32040, grpc.StatusCode.UNAUTHENTICATED, "authentication required"),
     ErrorKind("invalid_token", 401, -32041, grpc.StatusCode.UNAUTHENTICATED, "token is not valid"),

@@ -25,6 +25,11 @@ TASK_METADATA_KEY = "accord.task"
 DEADLINE_METADATA_KEY = "accord.deadline"
 # On a relayed reply: the grant the step ran under (ids and scopes, never the grant itself), signed with it.
 GRANT_RECORD_METADATA_KEY = "accord.grant_record"
+# A stable key per dispatch attempt (run, step, try): a message delivered again with the same key (a
+# resumed orchestrator re-sending an in-flight step) attaches to the first delivery's task outcome at the
+# agent instead of running the skill again.
+IDEMPOTENCY_METADATA_KEY = "accord.idempotency_key"
+MAX_IDEMPOTENCY_KEY_CHARS = 256
 
 
 def data_part(data: dict[str, Any]) -> Part:
@@ -71,13 +76,19 @@ def skill_request(
     wf: str | None = None,
     task: str | None = None,
     deadline: float | None = None,
+    idempotency_key: str | None = None,
 ) -> Message:
     """A user message that asks an agent to run one skill on one JSON input, with the step's task grant
     (or, through the relay, the run, step and deadline the relay issues that grant for)."""
     metadata: dict[str, Any] = {SKILL_METADATA_KEY: skill}
     if grant:
         metadata[GRANT_METADATA_KEY] = grant
-    for key, value in ((WF_METADATA_KEY, wf), (TASK_METADATA_KEY, task), (DEADLINE_METADATA_KEY, deadline)):
+    for key, value in (
+        (WF_METADATA_KEY, wf),
+        (TASK_METADATA_KEY, task),
+        (DEADLINE_METADATA_KEY, deadline),
+        (IDEMPOTENCY_METADATA_KEY, idempotency_key),
+    ):
         if value is not None:
             metadata[key] = value
     delegation.inject(metadata)
@@ -108,6 +119,16 @@ def message_grant(message: Message) -> str | None:
         return None
     value = from_struct(message.metadata).get(GRANT_METADATA_KEY)
     return value if isinstance(value, str) and value else None
+
+
+def message_idempotency_key(message: Message) -> str | None:
+    """The idempotency key a message carries, if any (a non-empty string within the length limit)."""
+    if not message.HasField("metadata"):
+        return None
+    value = from_struct(message.metadata).get(IDEMPOTENCY_METADATA_KEY)
+    if isinstance(value, str) and 0 < len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        return value
+    return None
 
 
 def artifact_data(artifact: Artifact) -> dict[str, Any] | None:

@@ -145,6 +145,7 @@ class Agent:
         app.state.settings = settings
         app.state.card = card
         app.state.a2a_server = a2a_server
+        app.state.skill_executor = executor
         app.state.tool_client = tools
         app.state.gateway_client = gateway
         app.state.registration = registration

@@ -1,7 +1,16 @@
 """Runs skills behind the A2A server: one task per request, the output as the artifact named `result`.
 
 Each task's tool calls carry a token derived from the grant in its message (see `accord.agent.grants`); a
-task without a grant may call no tool. Failures are reported as a FAILED task whose status message carries
+task without a grant may call no tool.
+
+A message carrying an idempotency key (`accord.idempotency_key`, set per dispatch attempt by the
+orchestrator) runs its skill at most once per caller and key: a second delivery (a resumed orchestrator
+sending an in-flight step again, in a new signed envelope) gets a task of its own that carries the first
+delivery's outcome, waiting for it if it is still running. The same key with another skill or input is
+refused (`idempotency_conflict`). Keys are scoped by the caller the gateway signed the message for, and
+remembered for the last `IDEMPOTENCY_MEMORY` deliveries of this process.
+
+Failures are reported as a FAILED task whose status message carries
 a data part `{"error": {"reason", "message"}}`. Exception text never leaves the process: the SDK would
 otherwise put `str(exc)` into an InternalError that reaches the caller.
 """
@@ -9,26 +18,75 @@ otherwise put `str(exc)` into an InternalError that reaches the caller.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from a2a.helpers import new_task
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
-from a2a.types import Message, TaskState
+from a2a.types import Message, Part, TaskState
 from pydantic import BaseModel, ValidationError
 
+from accord.a2a_server import ENVELOPE_STATE_KEY
 from accord.agent.grants import GrantTokens, NoGrant
 from accord.agent.skills import Skill
 from accord.agent.tools import TokenProvider, ToolBox, ToolCaller
 from accord.errors import AccordError
-from accord.payloads import data_part, first_data, message_grant, requested_skill
+from accord.message_signing import Envelope
+from accord.payloads import data_part, first_data, message_grant, message_idempotency_key, requested_skill
 
 logger = logging.getLogger(__name__)
 
 RESULT_ARTIFACT = "result"
+IDEMPOTENCY_MEMORY = 10_000
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one delivery of a skill request ended: its result part, or the error it failed with."""
+
+    result: Part | None = None
+    error: AccordError | None = None
+
+
+@dataclass
+class _Delivery:
+    fingerprint: str
+    # None when the first delivery ended without an outcome (cancelled): a later one runs the skill.
+    outcome: asyncio.Future[_Outcome | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class _Deliveries:
+    """First deliveries by (caller, idempotency key), the oldest forgotten beyond `limit`."""
+
+    def __init__(self, limit: int = IDEMPOTENCY_MEMORY) -> None:
+        self._limit = limit
+        self._entries: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> _Delivery | None:
+        return self._entries.get(key)
+
+    def begin(self, key: tuple[str, str], fingerprint: str) -> _Delivery:
+        delivery = _Delivery(fingerprint)
+        self._entries[key] = delivery
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+        return delivery
+
+    def abandon(self, key: tuple[str, str], delivery: _Delivery) -> None:
+        if not delivery.outcome.done():
+            delivery.outcome.set_result(None)
+        if self._entries.get(key) is delivery:
+            del self._entries[key]
 
 
 class SkillExecutor(AgentExecutor):
@@ -45,6 +103,10 @@ class SkillExecutor(AgentExecutor):
         self._tools = tools
         self._grant_tokens = grant_tokens
         self._fault_delay_s = fault_delay_ms / 1000
+        self._deliveries = _Deliveries()
+        # How often each skill's handler ran, and how many deliveries were answered from an earlier one.
+        self.executions: Counter[str] = Counter()
+        self.attached: Counter[str] = Counter()
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         updater = await _open_task(context, event_queue)
@@ -54,18 +116,43 @@ class SkillExecutor(AgentExecutor):
             await _fail(updater, error)
             return
         assert context.message is not None  # _parse refuses a request without one
-        await updater.start_work()
+        key = _delivery_key(context)
+        if key is None:
+            await updater.start_work()
+            await _finish(updater, await self._outcome(skill, request, context.message, updater.task_id))
+            return
+        fingerprint = _fingerprint(context.message)
+        first = self._deliveries.get(key)
+        if first is not None:
+            if first.fingerprint != fingerprint:
+                detail = "this idempotency key was used for another request"
+                await _fail(updater, AccordError("idempotency_conflict", detail))
+                return
+            await updater.start_work()
+            earlier = await asyncio.shield(first.outcome)
+            if earlier is not None:
+                self.attached[skill.skill_id] += 1
+                await _finish(updater, earlier)
+                return
+        delivery = self._deliveries.begin(key, fingerprint)
         try:
-            result = data_part(await self._run(skill, request, self._tokens_for(context.message)))
+            await updater.start_work()
+            outcome = await self._outcome(skill, request, context.message, updater.task_id)
+        except BaseException:
+            self._deliveries.abandon(key, delivery)
+            raise
+        delivery.outcome.set_result(outcome)
+        await _finish(updater, outcome)
+
+    async def _outcome(self, skill: Skill, request: BaseModel, message: Message, task_id: str) -> _Outcome:
+        self.executions[skill.skill_id] += 1
+        try:
+            return _Outcome(result=data_part(await self._run(skill, request, self._tokens_for(message))))
         except AccordError as error:
-            await _fail(updater, error)
-            return
+            return _Outcome(error=error)
         except Exception:
-            logger.exception("skill failed", extra={"skill": skill.skill_id, "task_id": updater.task_id})
-            await _fail(updater, AccordError("agent_failed", f"skill {skill.skill_id} failed"))
-            return
-        await updater.add_artifact([result], name=RESULT_ARTIFACT)
-        await updater.complete()
+            logger.exception("skill failed", extra={"skill": skill.skill_id, "task_id": task_id})
+            return _Outcome(error=AccordError("agent_failed", f"skill {skill.skill_id} failed"))
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         # The SDK has already cancelled the asyncio task running `execute`; record the outcome.
@@ -119,6 +206,31 @@ async def _open_task(context: RequestContext, event_queue: EventQueue) -> TaskUp
         )
         await event_queue.enqueue_event(task)
     return TaskUpdater(event_queue, task.id, task.context_id)
+
+
+def _delivery_key(context: RequestContext) -> tuple[str, str] | None:
+    """(caller, idempotency key) of a message that carries one; the caller is the signed envelope's."""
+    assert context.message is not None
+    key = message_idempotency_key(context.message)
+    if key is None:
+        return None
+    envelope = context.call_context.state.get(ENVELOPE_STATE_KEY) if context.call_context else None
+    caller = envelope.sub if isinstance(envelope, Envelope) else ""
+    return caller, key
+
+
+def _fingerprint(message: Message) -> str:
+    """What a repeated delivery must ask again: the same skill on the same input."""
+    body = {"skill": requested_skill(message), "data": first_data(message.parts)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def _finish(updater: TaskUpdater, outcome: _Outcome) -> None:
+    if outcome.result is None:
+        await _fail(updater, outcome.error or AccordError("agent_failed"))
+        return
+    await updater.add_artifact([outcome.result], name=RESULT_ARTIFACT)
+    await updater.complete()
 
 
 async def _fail(updater: TaskUpdater, error: AccordError) -> None:

@@ -96,6 +96,16 @@ class RunSource:
         return [_decoded(row) for row in rows]
 
 
+def locate_stores(
+    state_dir: Path | None, orchestrator_url: str | None, database_url: str | None, port_offset: int
+) -> tuple[Path, RunSource, SpanReader]:
+    """From a command's options: the state dir, where its runs are read and where its spans are."""
+    directory = state_dir_or_default(state_dir)
+    database = database_url_or_env(database_url)
+    source = RunSource.locate(directory, orchestrator_url, database, port_offset)
+    return directory, source, SpanReader(directory, database)
+
+
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     for column in _JSON_COLUMNS:
         if isinstance(row.get(column), str):
@@ -236,8 +246,6 @@ def runs(
     port_offset: int = PortOffset,
 ) -> None:
     """Recent runs with status, duration and cost."""
-    directory = state_dir_or_default(state_dir)
-    database = database_url_or_env(database_url)
-    source = RunSource.locate(directory, orchestrator_url, database, port_offset)
-    rows = asyncio.run(collect_runs(source, SpanReader(directory, database), limit))
+    _, source, spans = locate_stores(state_dir, orchestrator_url, database_url, port_offset)
+    rows = asyncio.run(collect_runs(source, spans, limit))
     typer.echo(json.dumps(rows, indent=2) if as_json else render_runs(rows))

@@ -23,9 +23,8 @@ from accord.cli.runs import (
     PortOffset,
     RunSource,
     StateDir,
-    database_url_or_env,
+    locate_stores,
     resolve_traces,
-    state_dir_or_default,
 )
 from accord.span_store import SpanReader, StoredSpan
 from accord.trace_analysis import SpanTree, summarize
@@ -189,12 +188,8 @@ def trace(
     port_offset: int = PortOffset,
 ) -> None:
     """Show a run (or any trace) as a waterfall of its spans across every service."""
-    directory = state_dir_or_default(state_dir)
-    database = database_url_or_env(database_url)
-    source = RunSource.locate(directory, orchestrator_url, database, port_offset)
-    run_id, trace_id, spans, others = asyncio.run(
-        load_trace(identifier, source, SpanReader(directory, database))
-    )
+    directory, source, reader = locate_stores(state_dir, orchestrator_url, database_url, port_offset)
+    run_id, trace_id, spans, others = asyncio.run(load_trace(identifier, source, reader))
     if trace_id is None:
         typer.echo(
             f"no trace found for {identifier!r} (no run record, audit record or span names it)", err=True

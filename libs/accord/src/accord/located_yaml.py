@@ -1,9 +1,9 @@
 """YAML with line numbers: every value's path in the document maps to the line it starts on.
 
-Workflow files are edited by hand; an error that says `support-triage.yaml:14: steps[1].route...` is found
-in seconds. Duplicate keys, which PyYAML would silently resolve to the last one, are errors here: a repeated
-step field must never quietly replace the first. (The gateway's policy loader reads YAML the same way; the
-orchestrator keeps its own copy because services share code only through `libs/accord`.)
+Hand-edited files (the gateway's policy, the orchestrator's workflows) are read through here, so an error
+that says `tools.yaml:14: clients.ledger-agent.tools[0]...` is found in seconds. Duplicate keys, which PyYAML
+would silently resolve to the last one, are errors here: a repeated client name or step field must never
+quietly replace the first entry.
 """
 
 from __future__ import annotations

@@ -1,0 +1,423 @@
+"""Durable runs through real processes: the orchestrator is killed with SIGKILL at chosen points of a run
+(`ACCORD_FAULT_KILL_AT`, test-only), restarted, and the run ends as an undisturbed run does, with no step
+run twice by its agent. Then two orchestrator replicas on one PostgreSQL database: one is killed mid-run,
+the other takes its runs over once their leases expire and finishes them.
+
+A mesh of its own, only what the runs need: registry, gateway (federating no tool server) and
+orchestrator as processes. The test agent is built with the agent SDK in this process, registers in the
+real registry and accepts only messages the real gateway relay signed; it counts how often each step's
+skill actually ran (its own `executions` counter and a per-run witness), so a re-run cannot hide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+import yaml
+from a2a.types import AgentCard
+from pydantic import BaseModel
+
+from accord.agent import ToolBox
+from accord.agent.executor import SkillExecutor
+from accord.agent.settings import AgentSettings
+from accord.agent.testing import RunningAgent, running_agent
+from accord.mesh import MeshRunner
+from accord.span_store import asyncpg_dsn
+from accord.testing.backing_services import require_postgres
+from accord.testing.ports import free_port
+from tests.integration.test_workflow_guards import ScratchAgent
+
+WAIT_S = 45.0
+PORT_OFFSET = 33000
+MESH_START_S = 240.0
+SERVICES = {"registry", "gateway", "orchestrator"}
+FAULT = "ACCORD_FAULT_KILL_AT"
+# Long enough that a step is still running at its agent when the orchestrator dies after accepting it.
+STEP_DELAY_MS = 600
+LEASE_S = 2.0
+RELAY_MODE = ("ACCORD_RELAY_TRANSPORT", "ACCORD_RELAY_STREAMING")
+
+WORKFLOW: dict[str, Any] = {
+    "name": "durable-fan-in",
+    "version": 1,
+    "description": "Two parallel steps and one that reads both.",
+    "input_schema": {"type": "object", "required": ["tag", "delay_ms"]},
+    "steps": [
+        {
+            "id": "a",
+            "skill": "durable-work",
+            "input": {"label": "a", "tag": "$input.tag", "delay_ms": "$input.delay_ms"},
+        },
+        {
+            "id": "b",
+            "skill": "durable-work",
+            "input": {"label": "b", "tag": "$input.tag", "delay_ms": "$input.delay_ms"},
+        },
+        {
+            "id": "c",
+            "skill": "durable-sum",
+            "input": {"tag": "$input.tag", "a": "$steps.a.value", "b": "$steps.b.value"},
+        },
+    ],
+    "synthesis": "collect",
+}
+
+
+# --- the test agent -------------------------------------------------------------------------------
+
+
+class Work(BaseModel):
+    label: str
+    tag: str
+    delay_ms: int = 0
+
+
+class Worked(BaseModel):
+    label: str
+    value: int
+    confidence: float = 1.0
+
+
+class Sum(BaseModel):
+    tag: str
+    a: int
+    b: int
+
+
+class Summed(BaseModel):
+    total: int
+    confidence: float = 1.0
+
+
+@dataclass
+class Witness:
+    """How often each (run tag, step) ran at the agent, and which have started."""
+
+    ran: Counter[tuple[str, str]] = field(default_factory=Counter)
+    started: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def began(self, tag: str) -> asyncio.Event:
+        return self.started.setdefault(tag, asyncio.Event())
+
+
+class StreamingScratchAgent(ScratchAgent):
+    """A test agent whose card says it streams, so a streaming relay client streams to it."""
+
+    def build_card(self, settings: AgentSettings) -> AgentCard:
+        card = super().build_card(settings)
+        card.capabilities.streaming = True
+        return card
+
+
+def durable_agent(witness: Witness) -> ScratchAgent:
+    agent = StreamingScratchAgent("durable-agent")
+
+    @agent.skill("durable-work")
+    async def work(request: Work, _tools: ToolBox) -> Worked:
+        witness.ran[(request.tag, request.label)] += 1
+        if {label for tag, label in witness.ran if tag == request.tag} >= {"a", "b"}:
+            witness.began(request.tag).set()
+        await asyncio.sleep(request.delay_ms / 1000)
+        return Worked(label=request.label, value=7 * (ord(request.label) - ord("a") + 1))
+
+    @agent.skill("durable-sum")
+    async def total(request: Sum, _tools: ToolBox) -> Summed:
+        witness.ran[(request.tag, "c")] += 1
+        return Summed(total=request.a + request.b)
+
+    return agent
+
+
+# --- the mesh -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def durable_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunner]:
+    root = tmp_path_factory.mktemp("durable-runs")
+    (root / "workflows").mkdir()
+    (root / "workflows" / "durable-fan-in.yaml").write_text(yaml.safe_dump(WORKFLOW))
+    delegation = {"version": 1, "callers": {"orchestrator": {"agents": {"durable-agent": ["*"]}}}}
+    (root / "delegation.yaml").write_text(yaml.safe_dump(delegation))
+    runner = MeshRunner(
+        root / "state",
+        port_offset=PORT_OFFSET,
+        only=SERVICES,
+        extra_env={
+            "orchestrator": {"ACCORD_WORKFLOWS_DIR": str(root / "workflows")},
+            "gateway": {
+                "ACCORD_GATEWAY_DELEGATION_FILE": str(root / "delegation.yaml"),
+                "ACCORD_GATEWAY_UPSTREAMS": "{}",
+                "ACCORD_GATEWAY_UPSTREAM_SECRETS": "{}",
+            },
+            "registry": {"ACCORD_REGISTRY_ALLOW_PRIVATE_TARGETS": "true"},
+        },
+    )
+    runner.start(timeout_s=MESH_START_S)
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+@dataclass
+class Durable:
+    mesh: MeshRunner
+    witness: Witness
+    agent: RunningAgent
+
+    @property
+    def executor(self) -> SkillExecutor:
+        executor: SkillExecutor = self.agent.app.state.skill_executor
+        return executor
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def durable(durable_mesh: MeshRunner) -> AsyncIterator[Durable]:
+    witness = Witness()
+    with pytest.MonkeyPatch.context() as env:
+        # The test agent signs its card as the mesh's local publisher, which its registry trusts.
+        env.setenv("ACCORD_STATE_DIR", str(durable_mesh.state_dir))
+        async with running_agent(
+            durable_agent(witness),
+            durable_mesh.url("gateway"),
+            registry_url=durable_mesh.url("registry"),
+            state_dir=durable_mesh.state_dir / "test-agents",
+        ) as agent:
+            async with asyncio.timeout(WAIT_S):
+                await agent.app.state.registration.wait()
+            yield Durable(durable_mesh, witness, agent)
+
+
+async def restart(mesh: MeshRunner, name: str, **env: str) -> None:
+    """(Re)start one service of the mesh with `env` on top of its usual environment."""
+    extra = mesh.extra_env.setdefault(name, {})
+    for key in (FAULT, "ACCORD_DATABASE_URL", "ACCORD_RUN_LEASE_S", *RELAY_MODE):
+        extra.pop(key, None)
+    extra.update(env)
+    if name in mesh.services:
+        mesh.kill(name)
+    await asyncio.to_thread(mesh.start, MESH_START_S)
+
+
+async def died(mesh: MeshRunner, name: str) -> int | None:
+    """Wait for the service to exit by itself (it is not started again with the fault); its exit code."""
+    process = mesh.services[name].process
+    code = await asyncio.to_thread(process.wait, WAIT_S)
+    mesh.kill(name)
+    mesh.extra_env[name].pop(FAULT, None)
+    return code
+
+
+async def start_run(url: str, body: dict[str, Any]) -> str | None:
+    """Start a run without waiting; None when the orchestrator died before it answered."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:
+            response = await http.post(f"/v1/workflows/{WORKFLOW['name']}/runs", json=body)
+    except httpx.HTTPError:
+        return None
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["id"]
+    return run_id
+
+
+async def run_tagged(url: str, tag: str) -> dict[str, Any]:
+    """The run started with `tag`, once it is no longer running."""
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S + 10) as http:
+        runs = (await http.get("/v1/runs", params={"limit": 100})).json()["runs"]
+        [run_id] = [run["id"] for run in runs if run["input"]["tag"] == tag]
+        run: dict[str, Any] = (await http.get(f"/v1/runs/{run_id}", params={"wait": WAIT_S})).json()
+    return run
+
+
+def final_state(run: dict[str, Any]) -> dict[str, Any]:
+    """What an undisturbed run and a resumed one must agree on."""
+    return {
+        "status": run["status"],
+        "steps": [(s["id"], s["status"], s["agent"], s["output"]) for s in run["steps"]],
+        "result": run["result"],
+    }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def undisturbed(durable: Durable) -> dict[str, Any]:
+    tag = "undisturbed"
+    await start_run(durable.mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS})
+    run = await run_tagged(durable.mesh.url("orchestrator"), tag)
+    assert run["status"] == "completed", run
+    assert run["result"]["outputs"]["c"] == {"total": 21, "confidence": 1.0}
+    return final_state(run)
+
+
+# --- kill -9 and restart --------------------------------------------------------------------------
+
+
+# Each point once, over the relay transports and modes between them (a streamed send shows the agent's
+# task in its first event; a unary one returns it at once and is followed by task reads).
+KILLS = [
+    ("before_dispatch", "JSONRPC", "false"),
+    ("after_accepted", "JSONRPC", "false"),
+    ("after_accepted", "GRPC", "true"),
+    ("after_completed", "HTTP+JSON", "false"),
+    ("during_synthesis", "JSONRPC", "true"),
+]
+
+
+@pytest.mark.parametrize(("point", "transport", "streaming"), KILLS)
+async def test_a_run_killed_at_any_point_resumes_to_the_same_end_and_no_step_runs_twice(
+    durable: Durable, undisturbed: dict[str, Any], point: str, transport: str, streaming: str
+) -> None:
+    mesh, tag = durable.mesh, f"killed-{point}-{transport}-{streaming}"
+    mode = dict(zip(RELAY_MODE, (transport, streaming), strict=True))
+    await restart(mesh, "orchestrator", **{FAULT: point}, **mode)
+    await start_run(mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS})
+    assert await died(mesh, "orchestrator") == -signal.SIGKILL
+    ran_before_restart = {label for (t, label) in durable.witness.ran if t == tag}
+    await restart(mesh, "orchestrator", **mode)
+    run = await run_tagged(mesh.url("orchestrator"), tag)
+    assert final_state(run) == undisturbed, run
+    assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {"a": 1, "b": 1, "c": 1}
+    assert any(note["kind"] == "resume" for note in run["rationale"])
+    if point == "before_dispatch":
+        assert ran_before_restart == set()
+    if point in ("after_accepted", "after_completed"):
+        # The steps the agent had when the orchestrator died were followed by their task id, not re-sent.
+        reattached = [a for s in run["steps"] for a in s["attempts"] if a.get("reattached")]
+        assert reattached, run["steps"]
+        assert {a["agent"] for a in reattached} == {"durable-agent"}
+
+
+async def test_a_step_whose_task_the_restarted_relay_forgot_is_sent_again_and_attaches_at_the_agent(
+    durable: Durable, undisturbed: dict[str, Any]
+) -> None:
+    mesh, tag = durable.mesh, "relay-forgot"
+    attached = durable.executor.attached["durable-work"]
+    await restart(mesh, "orchestrator", **{FAULT: "after_accepted"})
+    await start_run(mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS})
+    assert await died(mesh, "orchestrator") == -signal.SIGKILL
+    mesh.kill("gateway")  # the relay's register of tasks goes with it
+    await restart(mesh, "orchestrator")  # and the gateway, first
+    run = await run_tagged(mesh.url("orchestrator"), tag)
+    assert final_state(run) == undisturbed, run
+    assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {"a": 1, "b": 1, "c": 1}
+    # Sent again in a new signed envelope with the same idempotency key: the agent answered from the
+    # first delivery (the relay's replay protection let the new envelope through, and only it).
+    assert durable.executor.attached["durable-work"] > attached
+    resent = [a for s in run["steps"] for a in s["attempts"] if a.get("reattached") is False]
+    assert resent, [(s["id"], s["attempts"]) for s in run["steps"]]
+
+
+# --- two replicas on PostgreSQL -------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    base = require_postgres()
+    name = f"durable_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(base))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def second_orchestrator(mesh: MeshRunner, **env: str) -> AsyncIterator[str]:
+    """Another orchestrator process beside the mesh's, on ports of its own; its URL."""
+    spec = mesh.topology.by_name("orchestrator")
+    secrets = mesh._secrets()
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "ACCORD_STATE_DIR": str(mesh.state_dir),
+        **mesh.topology.resolve_env(spec, mesh.host, mesh.port_offset, secrets),
+        **mesh.extra_env.get("orchestrator", {}),
+        "ACCORD_PORT": str(port),
+        "ACCORD_GRPC_PORT": str(free_port()),
+        **env,
+    }
+    url = f"http://{mesh.host}:{port}"
+    process = await asyncio.to_thread(
+        _spawn, spec.module, environment, mesh.state_dir / "logs" / "orchestrator-2.log"
+    )
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as http, asyncio.timeout(MESH_START_S):
+            while True:
+                assert process.poll() is None, "the second orchestrator exited"
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.to_thread(process.wait, 5)
+
+
+def _spawn(module: str, environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", module],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+@pytest.mark.postgres
+async def test_when_one_of_two_replicas_dies_mid_run_the_other_finishes_its_runs_within_the_lease(
+    durable: Durable, undisturbed: dict[str, Any]
+) -> None:
+    mesh = durable.mesh
+    async with postgres_database() as database:
+        shared = {"ACCORD_DATABASE_URL": database, "ACCORD_RUN_LEASE_S": str(LEASE_S)}
+        await restart(mesh, "orchestrator", **shared)
+        try:
+            async with second_orchestrator(mesh, **shared) as survivor:
+                tags = [f"replica-{i}" for i in range(3)]
+                for tag in tags:
+                    await start_run(mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS * 2})
+                async with asyncio.timeout(WAIT_S):
+                    for tag in tags:
+                        await durable.witness.began(tag).wait()
+                mesh.kill("orchestrator")  # SIGKILL, with every run's first layer in flight
+                killed_at = time.monotonic()
+                runs = [await run_tagged(survivor, tag) for tag in tags]
+                took = time.monotonic() - killed_at
+        finally:
+            await restart(mesh, "orchestrator")
+    for run in runs:
+        assert final_state(run) == undisturbed, run
+        assert run["lease"]["owner"] == survivor
+    assert took < LEASE_S + 5, f"taken over and finished {took:.1f}s after the kill"
+    for tag in tags:
+        assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {
+            "a": 1,
+            "b": 1,
+            "c": 1,
+        }
