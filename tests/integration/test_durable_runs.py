@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -413,7 +414,7 @@ async def test_when_one_of_two_replicas_dies_mid_run_the_other_finishes_its_runs
             await restart(mesh, "orchestrator")
     for run in runs:
         assert final_state(run) == undisturbed, run
-        assert run["lease"]["owner"] == survivor
+        assert run["lease"]["owner"] == f"{socket.gethostname()} {survivor}"
     assert took < LEASE_S + 5, f"taken over and finished {took:.1f}s after the kill"
     for tag in tags:
         assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {

@@ -34,7 +34,7 @@ from tests.relay_mesh import (
 # Starting a dozen processes on a busy machine can take minutes; the module's first test pays for it.
 pytestmark = pytest.mark.timeout(600)
 OFFSET = 18000
-RUNS = 40
+RUNS = 24
 CONCURRENCY = 4
 LOOP_BUDGET_S = 150.0
 INPUT_FIELDS = ("applicant_id", "account_id", "name", "birth_date", "country", "requested_amount")
@@ -85,7 +85,7 @@ async def test_workflow_runs_continue_without_a_single_failure_while_gateway_and
     inputs = applicants()
     runs: list[dict[str, Any]] = []
     started = asyncio.Semaphore(CONCURRENCY)
-    rotations = {10: "gateway", 20: "publisher", 30: "gateway"}
+    rotations = {6: "gateway", 12: "publisher", 18: "gateway"}
 
     async def one(index: int) -> None:
         async with started:

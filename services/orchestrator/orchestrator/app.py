@@ -51,7 +51,7 @@ class Orchestrator:
             self.dispatcher,
             self.store,
             self.audit,
-            owner=settings.instance_id or settings.base_url,
+            owner=settings.lease_owner(),
             lease_s=settings.run_lease_s,
         )
         grpc_address = settings.grpc_address(settings.grpc_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -25,8 +26,9 @@ class OrchestratorSettings(ServiceSettings):
     # How steps reach the relay: its A2A transport, and whether replies stream (task events as they come).
     relay_transport: Literal["JSONRPC", "HTTP+JSON", "GRPC"] = "JSONRPC"
     relay_streaming: bool = False
-    # This replica's name in run leases (default: its base URL, stable across restarts, so a restarted
-    # replica resumes its own runs at once), and how long a lease holds unless renewed: another replica
+    # This replica's name in run leases (default: host name and base URL: stable across local restarts,
+    # so a restarted process resumes its own runs at once, yet distinct for replicas that share one
+    # public URL, as pods behind a Service do), and how long a lease holds unless renewed: another replica
     # takes over a dead one's running runs within about this long.
     instance_id: str | None = None
     run_lease_s: float = Field(default=15.0, gt=0, le=3600)
@@ -40,3 +42,6 @@ class OrchestratorSettings(ServiceSettings):
         if self.client_id is not None and self.gateway_url is None:
             raise ValueError("gateway credentials need ACCORD_GATEWAY_URL")
         return self
+
+    def lease_owner(self) -> str:
+        return self.instance_id or f"{socket.gethostname()} {self.base_url}"
