@@ -29,6 +29,16 @@ print(json.dumps({
 sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
 """
 
+BROKEN_PIPE = """
+import os, sys
+read_end, write_end = os.pipe()
+os.close(read_end)
+try:
+    os.write(write_end, b"nobody reads this")
+except BrokenPipeError:
+    sys.exit(7)
+"""
+
 SLEEPER = """
 import time
 print("sleeping", flush=True)
@@ -41,6 +51,7 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("modules")
     (root / "probe_service.py").write_text(PROBE)
     (root / "sleeper_service.py").write_text(SLEEPER)
+    (root / "broken_pipe_service.py").write_text(BROKEN_PIPE)
     return root
 
 
@@ -119,3 +130,11 @@ def test_waiting_longer_than_a_service_runs_times_out_like_popen(
         child.wait(0.2)
     os.killpg(child.pid, signal.SIGKILL)
     assert child.wait(30) == -signal.SIGKILL
+
+
+def test_a_write_to_a_closed_pipe_raises_in_the_service_as_in_any_python_process(
+    server: ForkServer, modules: Path, tmp_path: Path
+) -> None:
+    # Python ignores SIGPIPE at startup; a service that died of it (-13) would drop its clients.
+    child = server.spawn("broken_pipe_service", env_for(modules), tmp_path / "pipe.log", tmp_path)
+    assert child.wait(30) == 7

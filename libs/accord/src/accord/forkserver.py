@@ -75,8 +75,9 @@ def _run_child(request: dict[str, Any], inherited_fds: Iterable[int]) -> None:
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        # Undo only what the server changed: every other disposition is the one Python starts with
+        # (SIGPIPE ignored, so a write to a closed socket raises instead of killing the service).
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
