@@ -45,7 +45,7 @@ from accord.testing.ports import free_port
 from tests.integration.test_workflow_guards import ScratchAgent
 
 WAIT_S = 45.0
-PORT_OFFSET = 33000
+PORT_OFFSET = 15000  # ports 23700-23818: below the ephemeral range, where no client port lands
 MESH_START_S = 240.0
 SERVICES = {"registry", "gateway", "orchestrator"}
 FAULT = "ACCORD_FAULT_KILL_AT"

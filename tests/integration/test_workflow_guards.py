@@ -34,7 +34,7 @@ from accord.mesh import MeshRunner
 from accord.topology import repo_root
 
 WAIT_S = 45.0
-PORT_OFFSET = 27000
+PORT_OFFSET = 14000  # ports 22700-22818: below the ephemeral range, where no client port lands
 MESH_START_S = 300.0
 SERVICES = {
     "registry",

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 GENESIS = "0" * 64
@@ -65,6 +66,9 @@ heads_table = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+
+_SCHEMA_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,19 @@ class AuditLog:
         return self._service
 
     async def initialize(self) -> None:
+        for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
+            try:
+                await self._create_schema()
+                return
+            except OperationalError:
+                # Processes creating one SQLite file's tables at once: SQLite refuses a writer whose read
+                # lock cannot be upgraded, without waiting out the busy timeout, and a CREATE TABLE that
+                # lost the race finds the table there. A new attempt sees the schema as it now is.
+                if attempt == _SCHEMA_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
+
+    async def _create_schema(self) -> None:
         async with self._engine.begin() as conn:
             postgres = conn.dialect.name == "postgresql"
             if postgres:
