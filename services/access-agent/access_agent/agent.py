@@ -33,7 +33,7 @@ class Action(BaseModel):
 
 
 class ResolutionOutput(support_desk.ResolutionOutput[Action]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Customer(BaseModel):
@@ -54,7 +54,7 @@ class User(BaseModel):
 
 
 class AccessRecord(support_desk.AccessRecord[User]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 @agent.skill(

@@ -31,7 +31,7 @@ class Action(BaseModel):
 
 
 class ResolutionOutput(support_desk.ResolutionOutput[Action]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Customer(BaseModel):
@@ -59,7 +59,7 @@ class Invoice(BaseModel):
 
 
 class Invoices(support_desk.Invoices[Invoice]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Payment(BaseModel):
@@ -78,7 +78,7 @@ class Refund(BaseModel):
 
 
 class Payments(support_desk.Payments[Payment, Refund]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 @agent.skill(

@@ -34,7 +34,7 @@ class Action(BaseModel):
 
 
 class ResolutionOutput(support_desk.ResolutionOutput[Action]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Customer(BaseModel):
@@ -54,7 +54,7 @@ class Incident(BaseModel):
 
 
 class RegionStatus(support_desk.RegionStatus[Incident]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Device(BaseModel):
@@ -69,7 +69,7 @@ class Device(BaseModel):
 
 
 class DeviceReport(support_desk.DeviceReport[Device]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 @agent.skill(

@@ -32,7 +32,7 @@ class Incident(BaseModel):
 
 
 class RegionStatus(support_desk.RegionStatus[Incident]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Device(BaseModel):
@@ -46,7 +46,7 @@ class Device(BaseModel):
 
 
 class DeviceReport(support_desk.DeviceReport[Device]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class InvoiceLine(BaseModel):
@@ -63,7 +63,7 @@ class Invoice(BaseModel):
 
 
 class Invoices(support_desk.Invoices[Invoice]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Payment(BaseModel):
@@ -79,7 +79,7 @@ class Refund(BaseModel):
 
 
 class Payments(support_desk.Payments[Payment, Refund]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class User(BaseModel):
@@ -90,7 +90,7 @@ class User(BaseModel):
 
 
 class AccessRecord(support_desk.AccessRecord[User]):
-    pass
+    pass  # a named subclass, so the published schema keeps its plain title (not "Model[Param]")
 
 
 class Account(BaseModel):
