@@ -375,17 +375,7 @@ class RunService:
                 "steps": [{"step": r.id, **(r.review or {})} for r in pending],
                 "requested_at": time.time(),
             }
-            await self._store.update(
-                run_id,
-                fence=self.owner,
-                status=WAITING_REVIEW,
-                review=review,
-                steps=steps,
-                rationale=execution.rationale,
-            )
-            await self._audit.append(
-                AuditEvent("orchestrator", "run.review_requested", WAITING_REVIEW, reason, run_id=run_id)
-            )
+            await self._request_review(run_id, review, steps=steps, rationale=execution.rationale)
             return
         outputs = execution.outputs
         agents = {sid: record.agent for sid, record in records.items()}
@@ -402,23 +392,12 @@ class RunService:
                 "detail": "; ".join(c["detail"] for c in reconciliation.unresolved),
                 "requested_at": time.time(),
             }
-            await self._store.update(
+            await self._request_review(
                 run_id,
-                fence=self.owner,
-                status=WAITING_REVIEW,
-                review=review,
+                review,
                 steps=steps,
                 conflicts=reconciliation.conflicts,
                 rationale=execution.rationale,
-            )
-            await self._audit.append(
-                AuditEvent(
-                    "orchestrator",
-                    "run.review_requested",
-                    WAITING_REVIEW,
-                    "unresolved_conflict",
-                    run_id=run_id,
-                )
             )
             return
         context = SynthesisInput(data, outputs, {s["id"]: s for s in steps}, reconciliation.facts)
@@ -437,6 +416,15 @@ class RunService:
         )
         await self._audit.append(
             AuditEvent("orchestrator", "run.complete", COMPLETED, run_id=run_id, details=_summary(result))
+        )
+
+    async def _request_review(self, run_id: str, review: dict[str, Any], **fields: Any) -> None:
+        """Stop the run in `waiting_review` with what the reviewer needs, and audit the request."""
+        await self._store.update(run_id, fence=self.owner, status=WAITING_REVIEW, review=review, **fields)
+        await self._audit.append(
+            AuditEvent(
+                "orchestrator", "run.review_requested", WAITING_REVIEW, review["reason"], run_id=run_id
+            )
         )
 
     async def _finish_failed(
