@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from mcp.server.transport_security import TransportSecuritySettings
 
+from accord.bearer import CachedTokenVerifier, keys_still_trusted
+from accord.resource_metadata import resource_metadata_router, resource_metadata_url
 from accord.service import create_service_app
 from accord.storage import create_engine
 from accord.tokens import RemoteJwksTrust, TokenVerifier
 from gateway.audit_batch import GroupCommitAuditLog
 from gateway.authorization import LayerVerdictAuthorizer
-from gateway.bearer import CachedTokenVerifier, keys_still_trusted
 from gateway.federation import MCP_PATH, Federation
 from gateway.grant_api import grants_router
 from gateway.mcp_guard import GuardConfig, McpGuard
@@ -22,7 +23,6 @@ from gateway.oauth import OAuthConfig, OAuthDeps, build_oauth, create_oauth_rout
 from gateway.policy import PolicyStore, tool_scope
 from gateway.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.relay import Relay
-from gateway.resource_metadata import resource_metadata_router, resource_metadata_url
 from gateway.settings import GatewaySettings
 from gateway.tool_access import PolicyScopeBound, policy_visibility
 from gateway.upstream_routes import upstreams_router

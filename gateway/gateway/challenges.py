@@ -14,21 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import Send
 
+from accord.bearer import bearer_challenge
 from accord.errors import AccordError
-
-# RFC 6750 §3: error_description uses %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
-_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
-_MAX_DESCRIPTION = 200
-
-
-def _quoted(value: str) -> str:
-    return '"' + _UNSAFE.sub("?", value)[:_MAX_DESCRIPTION] + '"'
 
 
 @dataclass(frozen=True)
@@ -48,26 +40,12 @@ class Rejection:
 
     def headers(self, resource_metadata: str) -> list[tuple[bytes, bytes]]:
         headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
-        challenge = self._challenge(resource_metadata)
+        challenge = bearer_challenge(self.error, self.scope, resource_metadata)
         if challenge is not None:
             headers.append((b"www-authenticate", challenge.encode()))
         if self.retry_after_s is not None:
             headers.append((b"retry-after", str(max(1, math.ceil(self.retry_after_s))).encode()))
         return headers
-
-    def _challenge(self, resource_metadata: str) -> str | None:
-        if self.status == 401:
-            return (
-                f'Bearer error="invalid_token", error_description={_quoted(self.error.detail)}, '
-                f"resource_metadata={_quoted(resource_metadata)}"
-            )
-        if self.error.reason == "insufficient_scope":
-            return (
-                f'Bearer error="insufficient_scope", scope={_quoted(self.scope or "")}, '
-                f"error_description={_quoted(self.error.detail)}, "
-                f"resource_metadata={_quoted(resource_metadata)}"
-            )
-        return None
 
 
 def jsonrpc_error(request_id: object, error: AccordError) -> dict[str, Any]:

@@ -27,12 +27,12 @@ from starlette.requests import Request
 
 from accord.audit import AuditLog
 from accord.errors import AccordError
+from accord.trace_context import trace_id_from
 from gateway.authorization import Authorizer
 from gateway.catalog import ToolCatalog
 from gateway.pipeline import InboundCall, ToolCallPipeline
 from gateway.settings import GatewaySettings
 from gateway.tool_audit import ToolCallAudit
-from gateway.trace_context import trace_id_from
 from gateway.upstreams import UpstreamPool
 
 logger = logging.getLogger(__name__)

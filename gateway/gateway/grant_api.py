@@ -29,12 +29,12 @@ from pydantic import (
 )
 
 from accord.audit import AuditEvent, AuditLog
+from accord.bearer import MissingToken, bearer_token
 from accord.errors import AccordError
 from accord.service import read_json_object
 from accord.tokens import AccessClaims, TokenError, TokenVerifier
-from gateway.bearer import MissingToken, bearer_token
+from accord.trace_context import trace_id_from
 from gateway.oauth.grants import MAX_BINDINGS, GrantAuthority
-from gateway.trace_context import trace_id_from
 
 GRANTS_SCOPE = "grants:issue"
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"

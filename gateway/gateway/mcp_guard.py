@@ -25,10 +25,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accord.audit import AuditEvent, AuditLog
+from accord.bearer import CachedTokenVerifier, MissingToken, bearer_token
 from accord.errors import AccordError
 from accord.strict_json import DEFAULT_MAX_BYTES, StrictJsonError, loads_strict
 from accord.tokens import AccessClaims, TokenError
-from gateway.bearer import CachedTokenVerifier, MissingToken, bearer_token
+from accord.trace_context import trace_id_from
 from gateway.buffered_body import Disconnected, read_body, replay, route_path
 from gateway.caller import AUTHORIZED_CALL_KEY, CALLER_KEY, AuthorizedCall, Caller
 from gateway.catalog import SEPARATOR
@@ -38,7 +39,6 @@ from gateway.policy import PolicyStore, Subject, tool_scope
 from gateway.rate_limit import RateLimiter
 from gateway.tool_audit import ACTION as TOOL_CALL_ACTION
 from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
-from gateway.trace_context import trace_id_from
 
 REQUEST_ACTION = "mcp.request"
 _MAX_TOOL_NAME = 256

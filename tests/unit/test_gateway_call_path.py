@@ -10,11 +10,11 @@ import mcp_types as types
 import pytest
 
 from accord.errors import AccordError
+from accord.trace_context import trace_id_from
 from gateway.authorization import Decision
 from gateway.catalog import federated_name, split_federated_name
 from gateway.provenance import PROVENANCE_KEY, gateway_error_result, with_provenance
 from gateway.tool_audit import argument_digest
-from gateway.trace_context import trace_id_from
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -13,13 +13,13 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from accord.audit import AuditEvent, AuditLog, verify_chain
+from accord.bearer import CachedTokenVerifier, MissingToken, bearer_token
 from accord.errors import AccordError
 from accord.keys import KeyRing
 from accord.storage import create_engine
 from accord.tokens import TokenError, TokenVerifier, issue_access_token
 from gateway.audit_batch import GroupCommitAuditLog
 from gateway.authorization import LayerVerdictAuthorizer, ToolCallContext
-from gateway.bearer import CachedTokenVerifier, MissingToken, bearer_token
 from gateway.caller import AUTHORIZED_CALL_KEY, AuthorizedCall, Caller
 from gateway.challenges import Rejection, jsonrpc_error
 from gateway.policy import RateLimit, Subject

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from accord.agent.testing import serving
+from accord.bearer import CachedTokenVerifier, keys_still_trusted
 from accord.gateway_keys import GatewayKeys
 from accord.keys import KeyRing
 from accord.message_signing import MessageVerifier, SignatureError, sign
@@ -32,7 +33,6 @@ from accord.replay import MemoryReplayGuard
 from accord.testing.ports import free_port
 from accord.tokens import TokenError, TokenVerifier, issue_access_token
 from accord.trust_files import trust_jwks
-from gateway.bearer import CachedTokenVerifier, keys_still_trusted
 from gateway.relay.envelopes import EnvelopeSigner, Step
 
 ISSUER = "http://gateway.test"

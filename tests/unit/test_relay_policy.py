@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from accord.cli.main import app
 from accord.topology import repo_root
+from accord.trace_context import valid_traceparent
 from gateway.policy import PolicyError
 from gateway.relay import load_delegation, parse_delegation
 from gateway.relay.delegation import DelegationVerdict
-from gateway.relay.gate import CallTarget, Refused, target_from_metadata, valid_traceparent
+from gateway.relay.gate import CallTarget, Refused, target_from_metadata
 from gateway.relay.guard import jsonrpc_target, rest_target
 from gateway.relay.handler import step_bindings
 

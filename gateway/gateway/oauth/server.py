@@ -8,7 +8,6 @@ identifiers and scopes but never a token or a secret.
 from __future__ import annotations
 
 import hmac
-import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +20,7 @@ from accord.audit import AuditEvent
 from accord.errors import AccordError
 from accord.keys import SIGNING_ALGORITHMS
 from accord.service import read_json_object
+from accord.trace_context import trace_id_of
 from accord.trust_files import trust_jwks
 from gateway.oauth import errors
 from gateway.oauth.client_auth import claimed_client_id
@@ -40,7 +40,6 @@ from gateway.oauth.token_service import CLIENT_CREDENTIALS, GRANT_TYPES, IssuedT
 _FORM = "application/x-www-form-urlencoded"
 _MAX_FORM_BYTES = 64 * 1024
 _MULTI_VALUED = frozenset({"resource", "audience"})
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _ADMIN_FIELDS = frozenset(
     {"client_id", "kind", "scopes", "grant_scopes", "secret", "secret_hash", "jwk", "description"}
 )
@@ -88,8 +87,7 @@ def _checked_form(metadata: AuthorizationServerMetadata, allow_http: bool) -> Au
 
 
 def _trace_id(request: Request) -> str | None:
-    match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
-    return match.group(1) if match else None
+    return trace_id_of(request.headers.get("traceparent"))
 
 
 async def _token_form(request: Request) -> dict[str, str]:

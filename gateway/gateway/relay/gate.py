@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accord.audit import AuditEvent, AuditLog
+from accord.bearer import CachedTokenVerifier
 from accord.cards import skill_schemas
 from accord.errors import AccordError
 from accord.gateway_client import tool_scope
 from accord.registry_client import RegisteredAgent
 from accord.tokens import AccessClaims, TokenError
-from gateway.bearer import CachedTokenVerifier
 from gateway.oauth.clients import ClientRegistry
 from gateway.oauth.grants import ScopeBound
 from gateway.policy import WatchedPolicy
@@ -37,7 +37,6 @@ ACTION = "a2a.relay"
 SEND_METHODS = frozenset({"SendMessage", "SendStreamingMessage"})
 _AGENT = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class Refused(AccordError):
@@ -70,15 +69,6 @@ class CallTarget:
     def trace_id(self) -> str | None:
         """The caller's W3C trace id (None when it sent no valid `traceparent`)."""
         return self.traceparent.split("-")[1] if self.traceparent else None
-
-
-def valid_traceparent(value: object) -> str | None:
-    """A W3C `traceparent` header worth propagating, normalized; None for anything else."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().lower()
-    match = _TRACEPARENT.match(text)
-    return text if match and match.group(1) != "0" * 32 else None
 
 
 @dataclass(frozen=True)

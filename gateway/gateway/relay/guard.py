@@ -16,7 +16,6 @@ transport's error shape: a JSON-RPC error (the table's code) on `/jsonrpc`, a `g
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,16 +24,16 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from accord.a2a_errors import HttpTransport, send_http_refusal
+from accord.bearer import MissingToken, bearer_token
 from accord.strict_json import StrictJsonError, loads_strict
-from gateway.bearer import MissingToken, bearer_token
+from accord.trace_context import valid_traceparent
 from gateway.buffered_body import Disconnected, read_body, replay, route_path
-from gateway.relay.gate import CallTarget, Refused, RelayGate, target_from_metadata, valid_traceparent
+from gateway.relay.gate import CallTarget, Refused, RelayGate, target_from_metadata
 from gateway.relay.handler import ADMISSION_KEY
 
 JSONRPC_PATH = "/jsonrpc"
 REST_PATH = "/rest"
-ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
-ERROR_DOMAIN = "accord"
 _SEND_METHODS = ("SendMessage", "SendStreamingMessage")
 _ANY_METHOD = frozenset({"GET", "POST", "DELETE"})
 _REST_OPERATIONS: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = (
@@ -55,7 +54,7 @@ _REST_OPERATIONS: tuple[tuple[re.Pattern[str], frozenset[str], str], ...] = (
 
 @dataclass(frozen=True)
 class _Call:
-    transport: str
+    transport: HttpTransport
     request_id: object = None
 
 
@@ -68,9 +67,7 @@ class RelayGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope) if scope["type"] == "http" else ""
-        transport = (
-            "jsonrpc" if path == JSONRPC_PATH else "rest" if path.startswith(REST_PATH + "/") else None
-        )
+        transport = _transport_of(path) if scope["type"] == "http" else None
         if transport is None:
             await self.app(scope, receive, send)
             return
@@ -107,7 +104,7 @@ class RelayGuard:
         return loads_strict(body, max_bytes=self._max_body_bytes, max_depth=self._max_depth)
 
 
-def _transport_of(path: str) -> str | None:
+def _transport_of(path: str) -> HttpTransport | None:
     if path == JSONRPC_PATH:
         return "jsonrpc"
     return "rest" if path.startswith(REST_PATH + "/") else None
@@ -166,50 +163,7 @@ def _bearer(headers: Headers) -> str | None:
         return None
 
 
-def _error_info(refused: Refused) -> dict[str, Any]:
-    metadata = {"reason": refused.reason, **({"cause": refused.cause} if refused.cause else {})}
-    return {
-        "@type": ERROR_INFO_TYPE,
-        "reason": refused.reason.upper(),
-        "domain": ERROR_DOMAIN,
-        "metadata": metadata,
-    }
-
-
-def _body(call: _Call, refused: Refused) -> dict[str, Any]:
-    kind = refused.kind
-    message = f"{refused.reason}: {refused.detail}"
-    if call.transport == "jsonrpc":
-        request_id = call.request_id
-        echoed = (
-            request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
-        )
-        error = {"code": kind.jsonrpc_code, "message": message, "data": [_error_info(refused)]}
-        return {"jsonrpc": "2.0", "id": echoed, "error": error}
-    status = {"code": kind.http_status, "status": kind.grpc_status.name, "message": message}
-    return {"error": {**status, "details": [_error_info(refused)]}}
-
-
-def _challenge(refused: Refused) -> str | None:
-    detail = re.sub(r"[^\x20\x21\x23-\x5b\x5d-\x7e]", "?", refused.detail)[:200]
-    if refused.kind.http_status == 401:
-        return f'Bearer error="invalid_token", error_description="{detail}"'
-    if refused.reason == "insufficient_scope":
-        return (
-            f'Bearer error="insufficient_scope", scope="{refused.scope or ""}", error_description="{detail}"'
-        )
-    return None
-
-
 async def _send_refusal(send: Send, call: _Call, refused: Refused) -> None:
-    body = json.dumps(_body(call, refused), separators=(",", ":")).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    challenge = _challenge(refused)
-    if challenge is not None:
-        headers.append((b"www-authenticate", challenge.encode()))
-    await send({"type": "http.response.start", "status": refused.kind.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_http_refusal(
+        send, call.transport, refused, cause=refused.cause, scope=refused.scope, request_id=call.request_id
+    )

@@ -62,9 +62,11 @@ from a2a.utils.errors import (
 
 from accord.a2a_errors import AccordRefusal, a2a_refusal
 from accord.audit import AuditEvent, AuditLog
+from accord.bearer import bearer_of
 from accord.errors import AccordError
 from accord.gateway_client import tool_scope
 from accord.payloads import first_data, metadata_of
+from accord.trace_context import valid_traceparent
 from gateway.oauth.grants import MAX_BINDING_CHARS, MAX_BINDINGS, GrantAuthority
 from gateway.relay.envelopes import EnvelopeSigner, Step
 from gateway.relay.gate import (
@@ -72,7 +74,6 @@ from gateway.relay.gate import (
     Refused,
     RelayGate,
     target_from_metadata,
-    valid_traceparent,
 )
 from gateway.relay.links import AgentLinks
 from gateway.relay.tasks import RelayedTask, RelayedTasks, StepGrant
@@ -306,7 +307,7 @@ class RelayHandler(RequestHandler):
             method, context.tenant, metadata, valid_traceparent(headers.get("traceparent"))
         )
         try:
-            return await self._core.gate.admit(_bearer(headers.get("authorization")), target)
+            return await self._core.gate.admit(bearer_of(headers.get("authorization")), target)
         except Refused as refused:
             raise AccordRefusal(refused, refused.cause) from None
 
@@ -411,14 +412,6 @@ class RelayHandler(RequestHandler):
                 },
             )
         )
-
-
-def _bearer(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token and " " not in token else None
 
 
 def _span_id() -> str:

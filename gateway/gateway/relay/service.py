@@ -38,8 +38,8 @@ from starlette.routing import BaseRoute, Mount, Router
 
 from accord.a2a_errors import AccordGrpcHandler
 from accord.audit import AuditLog
+from accord.bearer import CachedTokenVerifier, keys_still_trusted
 from accord.service import BackgroundServer
-from gateway.bearer import CachedTokenVerifier, keys_still_trusted
 from gateway.oauth import OAuthDeps
 from gateway.policy import WatchedPolicy
 from gateway.relay.delegation import DelegationPolicy, load_delegation

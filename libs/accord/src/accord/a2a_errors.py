@@ -7,14 +7,18 @@ back as the error's `data`. Its gRPC client keeps only the status message, so th
 with `<reason> (<cause>): `, and `AccordGrpcHandler` puts `data` into the ErrorInfo metadata as well.
 
 `AccordRefusal` is for the refusals A2A leaves to the transport (authentication, authorization): on gRPC
-it is answered with the error table's status (UNAUTHENTICATED, PERMISSION_DENIED, ...).
+it is answered with the error table's status (UNAUTHENTICATED, PERMISSION_DENIED, ...). Over HTTP such a
+refusal is made before the A2A layer runs (`send_http_refusal`): the table's HTTP status, a Bearer
+challenge where another token would help, and the transport's error body (a JSON-RPC error on JSON-RPC, a
+`google.rpc.Status` on HTTP+JSON), both with an ErrorInfo whose metadata holds `reason` (and `cause`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from a2a.server.request_handlers import GrpcHandler
@@ -22,10 +26,13 @@ from a2a.utils.errors import A2A_ERROR_MAPPING, A2A_ERROR_REASONS, A2AError, Inv
 from a2a.utils.grpc_status import status_to_grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+from starlette.types import Send
 
+from accord.bearer import bearer_challenge
 from accord.errors import ERROR_TABLE, AccordError
 
 A2A_DOMAIN = "a2a-protocol.org"
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 ACCORD_DOMAIN = "accord"
 _REASON_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_])([a-z][a-z_]*)(?: \(([a-z_]+)\))?: ")
 _MAX_METADATA_VALUE = 256
@@ -105,3 +112,54 @@ class AccordGrpcHandler(GrpcHandler):
         trailing = [(str(k), v) for k, v in (context.trailing_metadata() or ())]
         context.set_trailing_metadata((*trailing, *rich.trailing_metadata))
         await context.abort(rich.code, rich.details)
+
+
+HttpTransport = Literal["jsonrpc", "rest"]
+
+
+def _error_info(error: AccordError, cause: str | None) -> dict[str, Any]:
+    return {
+        "@type": ERROR_INFO_TYPE,
+        "reason": error.reason.upper(),
+        "domain": ACCORD_DOMAIN,
+        "metadata": _data(error, cause),
+    }
+
+
+def http_refusal_body(
+    transport: HttpTransport, error: AccordError, cause: str | None = None, request_id: object = None
+) -> dict[str, Any]:
+    """The error body of a refusal on an A2A HTTP transport, made before the A2A layer saw the call."""
+    kind = error.kind
+    message = f"{error.reason}: {error.detail}"
+    if transport == "jsonrpc":
+        # Only ids JSON-RPC allows are echoed; anything else is answered with null.
+        valid_id = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+        body = {"code": kind.jsonrpc_code, "message": message, "data": [_error_info(error, cause)]}
+        return {"jsonrpc": "2.0", "id": request_id if valid_id else None, "error": body}
+    status = {"code": kind.http_status, "status": kind.grpc_status.name, "message": message}
+    return {"error": {**status, "details": [_error_info(error, cause)]}}
+
+
+async def send_http_refusal(
+    send: Send,
+    transport: HttpTransport,
+    error: AccordError,
+    *,
+    cause: str | None = None,
+    scope: str | None = None,
+    request_id: object = None,
+    resource_metadata: str | None = None,
+) -> None:
+    """Answer an A2A HTTP call with a refusal: the table's status, a Bearer challenge where one helps."""
+    body = json.dumps(http_refusal_body(transport, error, cause, request_id), separators=(",", ":")).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    challenge = bearer_challenge(error, scope, resource_metadata)
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge.encode()))
+    await send({"type": "http.response.start", "status": error.kind.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

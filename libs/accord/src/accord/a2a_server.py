@@ -13,7 +13,6 @@ Every decision is recorded in the agent's own audit log.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -37,10 +36,10 @@ from accord.cards import JSONRPC_PATH, REST_PATH, WELL_KNOWN_PATHS
 from accord.message_signing import Envelope, MessageVerifier, SignatureError
 from accord.payloads import requested_skill
 from accord.service import BackgroundServer
+from accord.trace_context import trace_id_of
 
 CARD_CACHE_CONTROL = "public, max-age=60"
 MESSAGE_ACTION = "a2a.message"
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 # Where a verified message's envelope waits for the executor (`RequestContext.call_context.state`).
@@ -106,17 +105,21 @@ def _transport_of(context: ServerCallContext) -> str:
     return "jsonrpc" if "request_id" in context.state else "rest"
 
 
-def _trace_of(context: ServerCallContext) -> str | None:
-    """The caller's W3C trace id, from the HTTP headers or the gRPC metadata of the call."""
+def call_header(context: ServerCallContext, name: str) -> str | None:
+    """A header of the call (lower-case `name`): from the HTTP headers, or the gRPC metadata."""
     headers = context.state.get("headers")
-    value = headers.get("traceparent") if isinstance(headers, dict) else None
+    value = headers.get(name) if isinstance(headers, dict) else None
     grpc_context = context.state.get("grpc_context")
     if value is None and grpc_context is not None:
         for key, item in grpc_context.invocation_metadata() or ():
-            if key.lower() == "traceparent":
-                value = item if isinstance(item, str) else item.decode(errors="replace")
-    match = _TRACEPARENT.match(value.strip().lower()) if isinstance(value, str) else None
-    return match.group(1) if match else None
+            if key.lower() == name:
+                return item if isinstance(item, str) else item.decode(errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def _trace_of(context: ServerCallContext) -> str | None:
+    """The caller's W3C trace id, from the HTTP headers or the gRPC metadata of the call."""
+    return trace_id_of(call_header(context, "traceparent"))
 
 
 class _VerifyingRequestHandler(DefaultRequestHandler):

@@ -1,6 +1,7 @@
-"""Bearer tokens at the gateway's resource endpoints: taken from the Authorization header only, verified
-with `accord.tokens.TokenVerifier` (asymmetric allowlist, trusted issuers, audience, expiry with bounded
-skew, `typ: at+jwt`), and remembered once verified until they expire.
+"""Bearer tokens at a resource server (the gateway's endpoints, the orchestrator's API): taken from the
+Authorization header only, verified with `accord.tokens.TokenVerifier` (asymmetric allowlist, trusted
+issuers, audience, expiry with bounded skew, `typ: at+jwt`), and remembered once verified until they expire.
+Refusals carry the RFC 6750 §3 challenge (`bearer_challenge`), with RFC 9728's `resource_metadata`.
 
 The cache keeps verification (a signature check and two JSON decodes) off the hot path of an agent that
 calls many tools with one token. It never extends a token's life: every hit re-checks `exp` against the
@@ -11,6 +12,7 @@ checked per call elsewhere.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -18,10 +20,14 @@ from dataclasses import replace
 import jwt
 from starlette.datastructures import Headers
 
+from accord.errors import AccordError
 from accord.keys import KeySource
 from accord.tokens import AccessClaims, TokenError, TokenVerifier
 
 DEFAULT_CACHE_ENTRIES = 10_000
+# RFC 6750 §3: error_description uses %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_MAX_DESCRIPTION = 200
 
 
 class MissingToken(Exception):
@@ -38,6 +44,39 @@ def bearer_token(headers: Headers) -> str:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise MissingToken("use the Bearer authorization scheme")
     return token
+
+
+def bearer_of(value: object) -> str | None:
+    """The token of one `Authorization` header value, or None unless it is a well-formed Bearer credential."""
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
+
+
+def _quoted(value: str) -> str:
+    return '"' + _UNSAFE.sub("?", value)[:_MAX_DESCRIPTION] + '"'
+
+
+def bearer_challenge(
+    error: AccordError, scope: str | None = None, resource_metadata: str | None = None
+) -> str | None:
+    """The `WWW-Authenticate` value for a refusal (RFC 6750 §3), or None where another token would not help:
+    `invalid_token` for every 401, `insufficient_scope` naming the missing scope for that 403."""
+    if error.kind.http_status == 401:
+        parts = ['Bearer error="invalid_token"', f"error_description={_quoted(error.detail)}"]
+    elif error.reason == "insufficient_scope":
+        parts = [
+            'Bearer error="insufficient_scope"',
+            f"scope={_quoted(scope or '')}",
+            f"error_description={_quoted(error.detail)}",
+        ]
+    else:
+        return None
+    if resource_metadata is not None:
+        parts.append(f"resource_metadata={_quoted(resource_metadata)}")
+    return ", ".join(parts)
 
 
 def keys_still_trusted(sources: Mapping[str, KeySource]) -> Callable[[str, str], bool]:
@@ -113,4 +152,12 @@ class CachedTokenVerifier:
             self._kids[token] = str(jwt.get_unverified_header(token).get("kid", ""))
 
 
-__all__ = ["CachedTokenVerifier", "MissingToken", "TokenError", "bearer_token", "keys_still_trusted"]
+__all__ = [
+    "CachedTokenVerifier",
+    "MissingToken",
+    "TokenError",
+    "bearer_challenge",
+    "bearer_of",
+    "bearer_token",
+    "keys_still_trusted",
+]
