@@ -1,12 +1,15 @@
 // Cross-language interop: an @a2a-js/sdk client resolves the orchestrator's Agent Card and runs the
 // credit-risk workflow end to end (the orchestrator's A2A skill `credit-risk`), over each transport the
 // card offers that the JS SDK speaks (JSON-RPC, HTTP+JSON).
-// Usage: node a2a-workflow.mjs <orchestrator-base-url> <applicant-json> [bearer-token]
+// The orchestrator authenticates every call: the caller's access token (OAuth client credentials at the
+// gateway, resource = the orchestrator's URL) comes in ACCORD_A2A_BEARER, never on the command line.
+// Usage: ACCORD_A2A_BEARER=<token> node a2a-workflow.mjs <orchestrator-base-url> <applicant-json>
 import { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory, RestTransportFactory } from "@a2a-js/sdk/client";
 import { Role } from "@a2a-js/sdk";
 import { randomUUID } from "node:crypto";
 
-const [baseUrl, applicantJson, bearer] = process.argv.slice(2);
+const [baseUrl, applicantJson] = process.argv.slice(2);
+const bearer = process.env.ACCORD_A2A_BEARER;
 const applicant = JSON.parse(applicantJson);
 const headers = bearer ? { authorization: `Bearer ${bearer}` } : {};
 

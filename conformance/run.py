@@ -41,6 +41,7 @@ INSPECTOR = INSPECTOR / "index.js"
 BASELINE = HERE / "mcp-baseline.json"
 UPSTREAM = "conformance"
 CLIENT_ID = "conformance-client"
+A2A_CLIENT_ID = "a2a-js-caller"
 FIXTURE_TOOLS = (
     "test_simple_text",
     "test_image_content",
@@ -77,7 +78,7 @@ def main() -> int:
         results = [
             mcp_suite(runner.url("gateway"), token, state),
             inspector(runner.url("gateway"), token),
-            a2a_js(runner.url("orchestrator")),
+            a2a_js(runner.url("orchestrator"), a2a_caller_token(runner, state)),
         ]
     finally:
         runner.stop()
@@ -165,11 +166,10 @@ def mesh_env(
     }
 
 
-def outside_client_token(runner: MeshRunner, state: Path) -> str:
-    """`accord clients add` (as an operator would), then OAuth client credentials at the gateway."""
-    scopes = [f"tool:{UPSTREAM}.{tool}" for tool in FIXTURE_TOOLS]
-    args = [sys.executable, "-m", "accord.cli.main", "clients", "add", CLIENT_ID, "--gateway-url"]
-    args += [runner.url("gateway"), "--state-dir", str(state), "--description", "MCP conformance suite"]
+def outside_client(runner: MeshRunner, state: Path, client_id: str, scopes: list[str], what: str) -> str:
+    """`accord clients add` (as an operator would); the secret it shows once."""
+    args = [sys.executable, "-m", "accord.cli.main", "clients", "add", client_id, "--gateway-url"]
+    args += [runner.url("gateway"), "--state-dir", str(state), "--description", what]
     for scope in scopes:
         args += ["--scope", scope]
     added = run(args, cwd=ROOT)
@@ -177,21 +177,36 @@ def outside_client_token(runner: MeshRunner, state: Path) -> str:
         raise RuntimeError(f"accord clients add failed: {added.stderr}")
     secret = re.search(r"^client_secret: (\S+)$", added.stdout, re.M)
     shown = "yes" if secret else "no"
-    print(f"accord clients add {CLIENT_ID}: {len(scopes)} scopes, secret shown once ({shown})")
+    print(f"accord clients add {client_id}: {len(scopes)} scopes, secret shown once ({shown})")
     assert secret is not None
+    return secret.group(1)
+
+
+def client_token(runner: MeshRunner, client_id: str, secret: str, scopes: list[str], resource: str) -> str:
+    """OAuth client credentials at the gateway, for `resource` (RFC 8707)."""
     response = httpx.post(
         runner.url("gateway") + "/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "scope": " ".join(scopes),
-            "resource": runner.url("gateway") + "/mcp",
-        },
-        auth=(CLIENT_ID, secret.group(1)),
+        data={"grant_type": "client_credentials", "scope": " ".join(scopes), "resource": resource},
+        auth=(client_id, secret),
         timeout=10,
     )
     response.raise_for_status()
     token: str = response.json()["access_token"]
     return token
+
+
+def outside_client_token(runner: MeshRunner, state: Path) -> str:
+    """The MCP suite's client: its tools' scopes, a token for the gateway's /mcp."""
+    scopes = [f"tool:{UPSTREAM}.{tool}" for tool in FIXTURE_TOOLS]
+    secret = outside_client(runner, state, CLIENT_ID, scopes, "MCP conformance suite")
+    return client_token(runner, CLIENT_ID, secret, scopes, runner.url("gateway") + "/mcp")
+
+
+def a2a_caller_token(runner: MeshRunner, state: Path) -> str:
+    """An outside A2A caller: `runs:start`, a token for the orchestrator's API."""
+    scopes = ["runs:start"]
+    secret = outside_client(runner, state, A2A_CLIENT_ID, scopes, "an outside A2A caller (@a2a-js/sdk)")
+    return client_token(runner, A2A_CLIENT_ID, secret, scopes, runner.url("orchestrator"))
 
 
 def mcp_suite(gateway_url: str, token: str, state: Path) -> tuple[str, bool]:
@@ -259,12 +274,13 @@ def _compact(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def a2a_js(orchestrator_url: str) -> tuple[str, bool]:
+def a2a_js(orchestrator_url: str, token: str) -> tuple[str, bool]:
     print("\n== @a2a-js/sdk client -> orchestrator (credit-risk) ==")
     applicant: dict[str, Any] = json.loads((ROOT / "data" / "applicants.json").read_text())[0]
     keys = ("applicant_id", "account_id", "name", "birth_date", "country", "requested_amount")
     request = {key: applicant[key] for key in keys if applicant.get(key) is not None}
-    result = run([str(NODE), str(HERE / "a2a-workflow.mjs"), orchestrator_url, json.dumps(request)])
+    script = [str(NODE), str(HERE / "a2a-workflow.mjs"), orchestrator_url, json.dumps(request)]
+    result = run(script, env={**os.environ, "ACCORD_A2A_BEARER": token})
     print((result.stdout + result.stderr).rstrip())
     return "a2a-js", result.returncode == 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import socket
@@ -31,7 +32,7 @@ from sqlalchemy import select
 from accord.a2a_errors import refusal_reason
 from accord.agent.testing import serving
 from accord.audit import AuditLog
-from accord.gateway_client import GatewayClient
+from accord.gateway_client import GatewayBearer, GatewayClient
 from accord.keys import KeyRing
 from accord.mesh import MeshRunner
 from accord.message_signing import sign
@@ -96,6 +97,11 @@ class RelayMesh:
     @property
     def gateway_url(self) -> str:
         return self.url("gateway")
+
+    @functools.cached_property
+    def operator_auth(self) -> GatewayBearer:
+        """The operator's auth towards the mesh's orchestrator (one token, reused across calls)."""
+        return self.runner.operator_auth()
 
     @property
     def relay_grpc(self) -> str:
@@ -178,6 +184,8 @@ class RelayMesh:
             "client_secret": self.secrets["orchestrator-client"],
             "state_dir": self.state_dir / f"orchestrator-{port}",
             "step_timeout_s": 60,
+            # A replica of the mesh's orchestrator API: its tokens name that resource.
+            "api_resource": self.url("orchestrator"),
         }
         values.update(overrides)
         async with serving(Orchestrator(OrchestratorSettings(**values)).create_app(), "127.0.0.1", port):
@@ -188,6 +196,7 @@ class RelayMesh:
             orchestrator_url + "/v1/workflows/credit-risk/runs",
             params={"wait": WAIT_S},
             json=data or APPLICANT,
+            auth=self.runner.operator_auth(orchestrator_url),
         )
         assert response.status_code == 201, response.text
         run: dict[str, Any] = response.json()

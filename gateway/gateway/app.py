@@ -36,8 +36,9 @@ def oauth_config(settings: GatewaySettings) -> OAuthConfig:
     return OAuthConfig(
         issuer=settings.base_url,
         mcp_resource=settings.mcp_resource,
-        # The gateway's own APIs (the grant API) are addressed by its base URL.
-        extra_resources=frozenset({settings.base_url}),
+        # The gateway's own APIs (the grant API) are addressed by its base URL; other resources (the
+        # orchestrator's API) by theirs.
+        extra_resources=frozenset({settings.base_url, *(r.rstrip("/") for r in settings.gateway_resources)}),
         admin_secret=admin.get_secret_value() if admin is not None else None,
         access_token_lifetime_s=settings.gateway_access_token_lifetime_seconds,
         client_token_lifetime_s=settings.gateway_client_token_lifetime_seconds,
@@ -138,7 +139,11 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
     )
     app.include_router(
         resource_metadata_router(
-            config.mcp_resource, MCP_PATH, [config.issuer, *settings.gateway_trusted_issuers], tool_scopes
+            config.mcp_resource,
+            MCP_PATH,
+            [config.issuer, *settings.gateway_trusted_issuers],
+            tool_scopes,
+            "Accord gateway: federated MCP tools",
         )
     )
     app.include_router(upstreams_router(federation.upstreams, federation.catalog))

@@ -43,6 +43,9 @@ class GatewaySettings(ServiceSettings):
     gateway_policy_file: Path = Field(default_factory=lambda: _policies_dir() / "tools.yaml")
     # How often (seconds) the policy file's mtime is looked at; a changed valid file replaces the policy.
     gateway_policy_reload_seconds: float = Field(default=1.0, ge=0)
+    # Other resources clients may ask this authorization server for tokens to (RFC 8707 resource
+    # indicators), e.g. the orchestrator's API URL: JSON list of absolute http(s) URLs.
+    gateway_resources: list[str] = Field(default_factory=list)
     # Other OIDC issuers whose access tokens `/mcp` accepts: JSON {issuer: jwks_url}.
     gateway_trusted_issuers: dict[str, str] = Field(default_factory=dict)
     # The authorization server's signing keys (private JWKs, 0600); created on first start.

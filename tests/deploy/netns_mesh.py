@@ -235,9 +235,11 @@ class ComposeInNamespaces:
                 raise TimeoutError(f"not up in {timeout_s:.0f}s: {waiting}; up after (s): {self.timeline}")
             time.sleep(0.2)
 
-    def call(self, argv: Iterable[str], timeout_s: float) -> dict[str, Any]:
+    def call(
+        self, argv: Iterable[str], timeout_s: float, extra_env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Run a command on the docker host's namespace and parse its JSON output."""
-        env = {"PATH": HOST_PATH, "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"PATH": HOST_PATH, "PYTHONDONTWRITEBYTECODE": "1", **(extra_env or {})}
         result = self.lab.run(CLIENT, list(argv), env, timeout_s)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)  # type: ignore[no-any-return]

@@ -66,8 +66,12 @@ def applicant(scenario: str) -> dict[str, Any]:
 
 def run_credit_risk(mesh: ComposeInNamespaces, data: dict[str, Any]) -> dict[str, Any]:
     orchestrator = mesh.service("orchestrator")["environment"]["ACCORD_PUBLIC_URL"]
+    credentials = {
+        "ACCORD_GATEWAY_URL": mesh.service("gateway")["environment"]["ACCORD_PUBLIC_URL"],
+        "ACCORD_OPERATOR_CLIENT_SECRET": mesh.variables["OPERATOR_CLIENT_SECRET"],
+    }
     answer = mesh.call(
-        [interpreter(), str(CLIENT_SCRIPT), orchestrator, "credit-risk", json.dumps(data)], 150
+        [interpreter(), str(CLIENT_SCRIPT), orchestrator, "credit-risk", json.dumps(data)], 150, credentials
     )
     assert answer["status"] in (200, 201), answer
     return answer["run"]  # type: ignore[no-any-return]

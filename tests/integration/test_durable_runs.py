@@ -225,10 +225,16 @@ async def died(mesh: MeshRunner, name: str) -> int | None:
     return code
 
 
-async def start_run(url: str, body: dict[str, Any]) -> str | None:
+def operator_http(mesh: MeshRunner, timeout_s: float, url: str | None = None) -> httpx.AsyncClient:
+    """A client of the mesh's orchestrator API (at `url`: another replica of it), as its operator."""
+    auth = mesh.operator_auth(*([url] if url else []))
+    return httpx.AsyncClient(base_url=url or mesh.url("orchestrator"), auth=auth, timeout=timeout_s)
+
+
+async def start_run(mesh: MeshRunner, body: dict[str, Any]) -> str | None:
     """Start a run without waiting; None when the orchestrator died before it answered."""
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=WAIT_S) as http:
+        async with operator_http(mesh, WAIT_S) as http:
             response = await http.post(f"/v1/workflows/{WORKFLOW['name']}/runs", json=body)
     except httpx.HTTPError:
         return None
@@ -237,9 +243,9 @@ async def start_run(url: str, body: dict[str, Any]) -> str | None:
     return run_id
 
 
-async def run_tagged(url: str, tag: str) -> dict[str, Any]:
+async def run_tagged(mesh: MeshRunner, tag: str, replica: str | None = None) -> dict[str, Any]:
     """The run started with `tag`, once it is no longer running."""
-    async with httpx.AsyncClient(base_url=url, timeout=WAIT_S + 10) as http:
+    async with operator_http(mesh, WAIT_S + 10, replica) as http:
         runs = (await http.get("/v1/runs", params={"limit": 100})).json()["runs"]
         [run_id] = [run["id"] for run in runs if run["input"]["tag"] == tag]
         run: dict[str, Any] = (await http.get(f"/v1/runs/{run_id}", params={"wait": WAIT_S})).json()
@@ -258,8 +264,8 @@ def final_state(run: dict[str, Any]) -> dict[str, Any]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def undisturbed(durable: Durable) -> dict[str, Any]:
     tag = "undisturbed"
-    await start_run(durable.mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS})
-    run = await run_tagged(durable.mesh.url("orchestrator"), tag)
+    await start_run(durable.mesh, {"tag": tag, "delay_ms": STEP_DELAY_MS})
+    run = await run_tagged(durable.mesh, tag)
     assert run["status"] == "completed", run
     assert run["result"]["outputs"]["c"] == {"total": 21, "confidence": 1.0}
     return final_state(run)
@@ -286,11 +292,11 @@ async def test_a_run_killed_at_any_point_resumes_to_the_same_end_and_no_step_run
     mesh, tag = durable.mesh, f"killed-{point}-{transport}-{streaming}"
     mode = dict(zip(RELAY_MODE, (transport, streaming), strict=True))
     await restart(mesh, "orchestrator", **{FAULT: point}, **mode)
-    await start_run(mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS})
+    await start_run(mesh, {"tag": tag, "delay_ms": STEP_DELAY_MS})
     assert await died(mesh, "orchestrator") == -signal.SIGKILL
     ran_before_restart = {label for (t, label) in durable.witness.ran if t == tag}
     await restart(mesh, "orchestrator", **mode)
-    run = await run_tagged(mesh.url("orchestrator"), tag)
+    run = await run_tagged(mesh, tag)
     assert final_state(run) == undisturbed, run
     assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {"a": 1, "b": 1, "c": 1}
     assert any(note["kind"] == "resume" for note in run["rationale"])
@@ -309,11 +315,11 @@ async def test_a_step_whose_task_the_restarted_relay_forgot_is_sent_again_and_at
     mesh, tag = durable.mesh, "relay-forgot"
     attached = durable.executor.attached["durable-work"]
     await restart(mesh, "orchestrator", **{FAULT: "after_accepted"})
-    await start_run(mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS})
+    await start_run(mesh, {"tag": tag, "delay_ms": STEP_DELAY_MS})
     assert await died(mesh, "orchestrator") == -signal.SIGKILL
     mesh.kill("gateway")  # the relay's register of tasks goes with it
     await restart(mesh, "orchestrator")  # and the gateway, first
-    run = await run_tagged(mesh.url("orchestrator"), tag)
+    run = await run_tagged(mesh, tag)
     assert final_state(run) == undisturbed, run
     assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {"a": 1, "b": 1, "c": 1}
     # Sent again in a new signed envelope with the same idempotency key: the agent answered from the
@@ -353,6 +359,8 @@ async def second_orchestrator(mesh: MeshRunner, **env: str) -> AsyncIterator[str
         **mesh.extra_env.get("orchestrator", {}),
         "ACCORD_PORT": str(port),
         "ACCORD_GRPC_PORT": str(free_port()),
+        # Replicas serve one API, whatever their own address: tokens name that one resource.
+        "ACCORD_API_RESOURCE": mesh.url("orchestrator"),
         **env,
     }
     url = f"http://{mesh.host}:{port}"
@@ -402,13 +410,13 @@ async def test_when_one_of_two_replicas_dies_mid_run_the_other_finishes_its_runs
             async with second_orchestrator(mesh, **shared) as survivor:
                 tags = [f"replica-{i}" for i in range(3)]
                 for tag in tags:
-                    await start_run(mesh.url("orchestrator"), {"tag": tag, "delay_ms": STEP_DELAY_MS * 2})
+                    await start_run(mesh, {"tag": tag, "delay_ms": STEP_DELAY_MS * 2})
                 async with asyncio.timeout(WAIT_S):
                     for tag in tags:
                         await durable.witness.began(tag).wait()
                 mesh.kill("orchestrator")  # SIGKILL, with every run's first layer in flight
                 killed_at = time.monotonic()
-                runs = [await run_tagged(survivor, tag) for tag in tags]
+                runs = [await run_tagged(mesh, tag, survivor) for tag in tags]
                 took = time.monotonic() - killed_at
         finally:
             await restart(mesh, "orchestrator")

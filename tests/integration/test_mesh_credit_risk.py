@@ -12,6 +12,7 @@ from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.types import SendMessageRequest, TaskState
 from a2a.utils.constants import TransportProtocol
 
+from accord.a2a_credentials import gateway_auth
 from accord.cards import WELL_KNOWN_PATHS, skill_schemas
 from accord.mesh import MeshRunner
 from accord.payloads import skill_request, task_result
@@ -43,7 +44,8 @@ async def test_orchestrator_runs_credit_risk_over_each_a2a_transport(
             grpc_channel_factory=grpc.aio.insecure_channel,
             supported_protocol_bindings=[transport],
         )
-        client = ClientFactory(config).create(card)
+        # The card names its OAuth scheme; the SDK's auth interceptor sends the operator's token for it.
+        client = ClientFactory(config).create(card, [gateway_auth(mesh.operator_auth(), http)])
         applicant = applicants()[0]
         request = SendMessageRequest(message=skill_request("credit-risk", workflow_input(applicant)))
         events = [event async for event in client.send_message(request)]
@@ -83,7 +85,9 @@ async def test_agent_cards_declare_input_and_output_schemas_for_every_skill(mesh
 
 
 async def test_rest_run_reports_decision_reasons_and_per_agent_latency(mesh: MeshRunner) -> None:
-    async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=mesh.url("orchestrator"), auth=mesh.operator_auth(), timeout=30
+    ) as http:
         response = await http.post(
             "/v1/workflows/credit-risk/runs", params={"wait": 20}, json=workflow_input(applicants()[1])
         )
@@ -101,7 +105,9 @@ async def test_rest_run_reports_decision_reasons_and_per_agent_latency(mesh: Mes
 
 async def test_sample_decisions_cover_approve_decline_and_refer(mesh: MeshRunner) -> None:
     decisions: dict[str, str] = {}
-    async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=60) as http:
+    async with httpx.AsyncClient(
+        base_url=mesh.url("orchestrator"), auth=mesh.operator_auth(), timeout=60
+    ) as http:
         seen: set[str] = set()
         for applicant in applicants():
             if applicant["scenario"] in seen:

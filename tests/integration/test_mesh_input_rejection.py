@@ -61,7 +61,7 @@ async def run_ids(http: httpx.AsyncClient, mesh: MeshRunner) -> set[str]:
 async def test_bad_run_request_is_refused_with_reason_and_starts_nothing(
     mesh: MeshRunner, path: str, body: bytes, content_type: str, status: int, reason: str
 ) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, auth=mesh.operator_auth()) as http:
         runs_before, calls_before = await run_ids(http, mesh), await agent_requests(http, mesh)
         response = await http.post(
             f"{mesh.url('orchestrator')}/v1/workflows/{path}/runs",
@@ -77,7 +77,7 @@ async def test_bad_run_request_is_refused_with_reason_and_starts_nothing(
 
 
 async def test_missing_fields_are_named_in_the_error(mesh: MeshRunner) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, auth=mesh.operator_auth()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/v1/workflows/credit-risk/runs", json={"applicant_id": "A-1"}
         )
@@ -87,14 +87,14 @@ async def test_missing_fields_are_named_in_the_error(mesh: MeshRunner) -> None:
 
 
 async def test_unknown_run_id_is_not_found(mesh: MeshRunner) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, auth=mesh.operator_auth()) as http:
         response = await http.get(f"{mesh.url('orchestrator')}/v1/runs/does-not-exist")
     assert response.status_code == 404
     assert response.json()["error"]["reason"] == "not_found"
 
 
 async def test_good_request_is_accepted_for_contrast(mesh: MeshRunner) -> None:
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, auth=mesh.operator_auth()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/v1/workflows/credit-risk/runs", params={"wait": 20}, json=GOOD
         )

@@ -29,7 +29,9 @@ def slow_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunner]:
 
 
 async def test_fan_out_wall_time_is_close_to_the_slowest_agent(slow_mesh: MeshRunner) -> None:
-    async with httpx.AsyncClient(base_url=slow_mesh.url("orchestrator"), timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=slow_mesh.url("orchestrator"), auth=slow_mesh.operator_auth(), timeout=30
+    ) as http:
         await http.post("/v1/workflows/credit-risk/runs", params={"wait": 20}, json=INPUT)  # warm connections
         response = await http.post("/v1/workflows/credit-risk/runs", params={"wait": 20}, json=INPUT)
     run = response.json()

@@ -65,7 +65,10 @@ async def rotate(mesh: RelayMesh, ring: str, overlap_s: float = 300) -> None:
 
 async def run_credit_risk(mesh: RelayMesh, data: dict[str, Any]) -> dict[str, Any]:
     response = await mesh.http.post(
-        mesh.url("orchestrator") + "/v1/workflows/credit-risk/runs", params={"wait": 60}, json=data
+        mesh.url("orchestrator") + "/v1/workflows/credit-risk/runs",
+        params={"wait": 60},
+        json=data,
+        auth=mesh.operator_auth,
     )
     assert response.status_code == 201, response.text
     run: dict[str, Any] = response.json()

@@ -162,7 +162,9 @@ async def test_an_agent_the_delegation_policy_no_longer_names_is_refused_and_nev
 async def test_an_unreachable_gateway_fails_every_step_without_calling_any_agent(mesh: RelayMesh) -> None:
     tasks_before = await mesh.all_agent_tasks()
     closed = f"http://127.0.0.1:{free_port()}"
-    async with mesh.orchestrator(gateway_url=closed) as orchestrator:
+    # Its callers' tokens still come from the mesh's gateway, trusted by its JWKS like any OIDC issuer.
+    callers = {mesh.gateway_url: mesh.gateway_url + "/.well-known/jwks.json"}
+    async with mesh.orchestrator(gateway_url=closed, trusted_issuers=callers) as orchestrator:
         run = await mesh.run(orchestrator)
     assert {step["error"]["reason"] for step in run["steps"]} == {"upstream_unavailable"}
     assert await mesh.all_agent_tasks() == tasks_before

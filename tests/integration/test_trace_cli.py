@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import typer
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from typer.testing import CliRunner
 
 from accord.audit import AuditEvent, AuditLog
@@ -337,22 +337,41 @@ def test_runs_lists_recent_runs_from_the_store_with_status_duration_and_cost(sta
     assert re.search(r"  400 ms +\$0\.0100  refer$", row), row
 
 
+STAND_IN_TOKEN = "stand-in-token"
+
+
 @pytest.fixture
-def orchestrator_api() -> Iterator[str]:
-    """A stand-in orchestrator REST API on a real port: runs as the orchestrator returns them."""
+def orchestrator_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A stand-in orchestrator REST API on a real port: runs as the orchestrator returns them, to a caller
+    with the token its stand-in token endpoint issues to the operator (the gateway's part, in brief)."""
     app = FastAPI()
     run = {"id": "rest-run", "workflow": "credit-risk", "status": "completed", "created_at": 100.0}
     run |= {"finished_at": 100.25, "trace_id": TRACE_ID, "result": {"decision": "approve"}, "cost_usd": 0.5}
 
+    def authorized(request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {STAND_IN_TOKEN}":
+            raise HTTPException(401)
+
+    @app.post("/oauth/token")
+    async def token(request: Request) -> dict[str, Any]:
+        form = await request.form()
+        assert form["grant_type"] == "client_credentials"
+        assert form["resource"] == f"http://127.0.0.1:{port}"
+        return {"access_token": STAND_IN_TOKEN, "token_type": "Bearer", "expires_in": 300}
+
     @app.get("/v1/runs")
-    async def recent() -> dict[str, Any]:
+    async def recent(request: Request) -> dict[str, Any]:
+        authorized(request)
         return {"runs": [run]}
 
     @app.get("/v1/runs/{run_id}")
-    async def one(run_id: str) -> dict[str, Any]:
+    async def one(request: Request, run_id: str) -> dict[str, Any]:
+        authorized(request)
         return run
 
     port = free_port()
+    monkeypatch.setenv("ACCORD_GATEWAY_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("ACCORD_OPERATOR_CLIENT_SECRET", "operator-secret")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

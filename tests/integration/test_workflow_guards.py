@@ -278,7 +278,9 @@ async def guards(guard_mesh: MeshRunner) -> AsyncIterator[Guards]:
 
 
 async def start(mesh: MeshRunner, workflow: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=WAIT_S + 10) as http:
+    async with httpx.AsyncClient(
+        base_url=mesh.url("orchestrator"), auth=mesh.operator_auth(), timeout=WAIT_S + 10
+    ) as http:
         response = await http.post(f"/v1/workflows/{workflow}/runs", params={"wait": WAIT_S}, json=body)
     assert response.status_code == 201, response.text
     run: dict[str, Any] = response.json()
@@ -332,7 +334,9 @@ async def test_facts_no_rule_can_reconcile_wait_for_review_and_the_reviewers_cho
     [conflict] = run["conflicts"]
     assert (conflict["status"], conflict["rules_tried"][0]["rule"]) == ("unresolved", "prefer_specialist")
     assert conflict["rules_tried"][0]["applies"] is False
-    async with httpx.AsyncClient(base_url=guards.mesh.url("orchestrator"), timeout=WAIT_S + 10) as http:
+    async with httpx.AsyncClient(
+        base_url=guards.mesh.url("orchestrator"), auth=guards.mesh.operator_auth(), timeout=WAIT_S + 10
+    ) as http:
         refused = await http.post(f"/v1/runs/{run['id']}/review", json={"decision": "accept"})
         assert (refused.status_code, refused.json()["error"]["reason"]) == (422, "invalid_input")
         chosen = {"decision": "accept", "facts": {"address": "ledger"}, "note": "customer confirmed the move"}
@@ -389,7 +393,9 @@ async def test_a_step_served_by_an_orchestrator_runs_a_whole_workflow_one_delega
     assert run["result"]["decision"] == max(
         decisions.values(), key={"approve": 0, "refer": 1, "decline": 2}.__getitem__
     )
-    async with httpx.AsyncClient(base_url=guards.mesh.url("orchestrator"), timeout=WAIT_S) as http:
+    async with httpx.AsyncClient(
+        base_url=guards.mesh.url("orchestrator"), auth=guards.mesh.operator_auth(), timeout=WAIT_S
+    ) as http:
         for role in ("primary", "co_applicant"):
             child_id = steps[role]["output"]["run_id"]
             child = (await http.get(f"/v1/runs/{child_id}")).json()

@@ -14,6 +14,7 @@ import httpx
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.types import Message, Role, SendMessageRequest, TaskState
 
+from accord.a2a_credentials import gateway_auth
 from accord.delegation import DEFAULT_MAX_DEPTH, DELEGATION_METADATA_KEY
 from accord.mesh import MeshRunner
 from accord.payloads import data_part, first_data, skill_request, task_result, to_struct
@@ -44,7 +45,9 @@ def applicant(scenario: str) -> dict[str, Any]:
 
 
 async def start(mesh: MeshRunner, workflow: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=WAIT_S + 10) as http:
+    async with httpx.AsyncClient(
+        base_url=mesh.url("orchestrator"), auth=mesh.operator_auth(), timeout=WAIT_S + 10
+    ) as http:
         response = await http.post(f"/v1/workflows/{workflow}/runs", params={"wait": WAIT_S}, json=body)
     assert response.status_code == 201, response.text
     run: dict[str, Any] = response.json()
@@ -105,7 +108,9 @@ async def test_an_ambiguous_ticket_waits_for_a_human_and_the_reviewers_accept_re
     assert steps["triage"]["status"] == "waiting_review"
     assert steps["triage"]["confidence"] < 0.5
     assert {steps[b]["status"] for b in ("network", "billing", "access")} == {"blocked"}
-    async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=WAIT_S + 10) as http:
+    async with httpx.AsyncClient(
+        base_url=mesh.url("orchestrator"), auth=mesh.operator_auth(), timeout=WAIT_S + 10
+    ) as http:
         fetched = (await http.get(f"/v1/runs/{run['id']}")).json()
         assert (fetched["status"], fetched["review"]["reason"]) == ("waiting_review", "low_confidence")
         accepted = await http.post(
@@ -196,7 +201,8 @@ async def test_the_a2a_endpoint_streams_each_steps_status_and_ends_with_the_run_
     async with httpx.AsyncClient(timeout=WAIT_S) as http:
         card = await A2ACardResolver(http, mesh.url("orchestrator")).get_agent_card()
         assert {"support-triage", "compliance-memo", "credit-risk"} <= {skill.id for skill in card.skills}
-        client = ClientFactory(ClientConfig(streaming=True, httpx_client=http)).create(card)
+        auth = gateway_auth(mesh.operator_auth(), http)
+        client = ClientFactory(ClientConfig(streaming=True, httpx_client=http)).create(card, [auth])
         request = SendMessageRequest(
             message=skill_request("support-triage", {"ticket_id": ticket("access_locked_out")})
         )
@@ -235,7 +241,9 @@ async def test_a_request_deeper_than_the_delegation_limit_is_rejected_before_any
             {"accord.skill": "support-triage", DELEGATION_METADATA_KEY: {"depth": DEFAULT_MAX_DEPTH + 1}}
         ),
     )
-    async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=WAIT_S) as http:
+    async with httpx.AsyncClient(
+        base_url=mesh.url("orchestrator"), auth=mesh.operator_auth(), timeout=WAIT_S
+    ) as http:
         before = len((await http.get("/v1/runs", params={"limit": 500})).json()["runs"])
         card = await A2ACardResolver(http, mesh.url("orchestrator")).get_agent_card()
         client = ClientFactory(ClientConfig(streaming=False, httpx_client=http)).create(card)

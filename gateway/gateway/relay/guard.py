@@ -24,7 +24,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from accord.a2a_errors import HttpTransport, send_http_refusal
+from accord.a2a_errors import HttpTransport, http_refusal_body, send_http_refusal
 from accord.bearer import MissingToken, bearer_token
 from accord.strict_json import StrictJsonError, loads_strict
 from accord.trace_context import valid_traceparent
@@ -164,6 +164,5 @@ def _bearer(headers: Headers) -> str | None:
 
 
 async def _send_refusal(send: Send, call: _Call, refused: Refused) -> None:
-    await send_http_refusal(
-        send, call.transport, refused, cause=refused.cause, scope=refused.scope, request_id=call.request_id
-    )
+    body = http_refusal_body(call.transport, refused, refused.cause, call.request_id)
+    await send_http_refusal(send, refused, body, scope=refused.scope)

@@ -68,6 +68,7 @@ from accord.gateway_client import tool_scope
 from accord.payloads import first_data, metadata_of
 from accord.trace_context import valid_traceparent
 from gateway.oauth.grants import MAX_BINDING_CHARS, MAX_BINDINGS, GrantAuthority
+from gateway.relay.credentials import RelayCredentials
 from gateway.relay.envelopes import EnvelopeSigner, Step
 from gateway.relay.gate import (
     Admission,
@@ -102,6 +103,7 @@ class RelayCore:
     gate: RelayGate
     grants: GrantAuthority
     signer: EnvelopeSigner
+    credentials: RelayCredentials
     links: AgentLinks
     tasks: RelayedTasks
     audit: AuditLog
@@ -355,7 +357,10 @@ class RelayHandler(RequestHandler):
         return _Prepared(step, signed, grant, timeout)
 
     def _call(self, step: Step, timeout_s: float | None = None) -> ClientCallContext:
-        parameters = {"traceparent": f"00-{step.trace_id}-{_span_id()}-01"} if step.trace_id else {}
+        # The relay's own token for this agent, never the caller's (`gateway.relay.credentials`).
+        parameters = {"authorization": self._core.credentials.header(step.agent, step.caller)}
+        if step.trace_id:
+            parameters["traceparent"] = f"00-{step.trace_id}-{_span_id()}-01"
         return ClientCallContext(
             service_parameters=parameters, timeout=timeout_s or self._core.limits.timeout_s
         )

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 import grpc
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultGrpcServerCallContextBuilder
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.types import (
     AgentCapabilities,
@@ -39,9 +39,11 @@ from starlette.routing import BaseRoute, Mount, Router
 from accord.a2a_errors import AccordGrpcHandler
 from accord.audit import AuditLog
 from accord.bearer import CachedTokenVerifier, keys_still_trusted
+from accord.card_route import CardEndpoint
 from accord.service import BackgroundServer
 from gateway.oauth import OAuthDeps
 from gateway.policy import WatchedPolicy
+from gateway.relay.credentials import RelayCredentials
 from gateway.relay.delegation import DelegationPolicy, load_delegation
 from gateway.relay.directory import AgentDirectory
 from gateway.relay.envelopes import EnvelopeSigner
@@ -106,6 +108,7 @@ class Relay:
             gate=self.gate,
             grants=oauth.grants,
             signer=EnvelopeSigner(oauth.ring, issuer, settings.gateway_relay_signature_lifetime_seconds),
+            credentials=RelayCredentials(oauth.ring, issuer),
             links=AgentLinks(settings.gateway_relay_timeout_seconds),
             tasks=RelayedTasks(oauth.grants),
             audit=audit,
@@ -134,9 +137,12 @@ class Relay:
             self._settings.gateway_relay_max_body_bytes,
             self._settings.gateway_relay_max_json_depth,
         )
-        card_routes = create_agent_card_routes(
-            self.card(), card_url=RELAY_CARD_PATH, cache_control="no-cache"
-        )
+        card = self.card()
+
+        async def served() -> AgentCard:
+            return card
+
+        card_routes = CardEndpoint(served, cache_control="no-cache").routes((RELAY_CARD_PATH,))
         return [*card_routes, Mount(RELAY_PATH, app=guard)]
 
     def card(self) -> AgentCard:

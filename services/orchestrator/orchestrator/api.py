@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from accord.caller_auth import AuthenticatedCaller
 from accord.errors import AccordError
 from accord.service import read_json_object
 from orchestrator.runs import RunService
@@ -77,4 +78,8 @@ def _workflow_summary(spec: WorkflowSpec) -> dict[str, Any]:
 
 
 def _actor(request: Request) -> str:
+    """Who acts, as the caller guard authenticated them (every `/v1` route is behind it)."""
+    caller = request.scope.get("user")
+    if isinstance(caller, AuthenticatedCaller):
+        return f"rest:{caller.identity}"
     return f"rest:{request.client.host if request.client else 'unknown'}"

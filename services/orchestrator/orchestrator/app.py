@@ -12,15 +12,18 @@ from redis.asyncio import Redis
 
 from accord.a2a_server import A2AServer
 from accord.audit import AuditLog
+from accord.caller_auth import CALLER_SCOPES, CallerGuard
 from accord.cards import without_extension
 from accord.gateway_client import GatewayClient
 from accord.gateway_keys import GatewayKeys
 from accord.message_signing import SIGNED_MESSAGE_EXTENSION, MessageVerifier
 from accord.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
+from accord.resource_metadata import resource_metadata_router, resource_metadata_url
 from accord.service import ReadinessCheck, create_service_app
 from accord.storage import create_engine
 from orchestrator.a2a_skills import WorkflowExecutor, orchestrator_card
 from orchestrator.api import create_api_router
+from orchestrator.callers import CallerTrust, advertise_security
 from orchestrator.discovery import CachingRegistryClient
 from orchestrator.dispatch import AgentDispatcher
 from orchestrator.relay_link import RelayLink, ReplyVerifier
@@ -56,9 +59,13 @@ class Orchestrator:
         )
         grpc_address = settings.grpc_address(settings.grpc_port)
         card = orchestrator_card(workflows, settings.base_url, grpc_address)
-        # Its callers are end users as well as the relay, so it does not require relay-signed messages.
+        # Its callers are end users as well as the relay, so it does not require relay-signed messages:
+        # it requires an access token instead, from every caller, the relay included.
         without_extension(card, SIGNED_MESSAGE_EXTENSION)
-        self.a2a = A2AServer(card, WorkflowExecutor(self.runs))
+        advertise_security(card, settings)
+        self.caller_trust = CallerTrust(settings, self.gateway_keys)
+        self.callers = self.caller_trust.authenticator(settings, self.audit, card.name)
+        self.a2a = A2AServer(card, WorkflowExecutor(self.runs), callers=self.callers)
         # Its workflows are skills too: registered by card, other orchestrators can delegate to them.
         self.registration = self_registration(settings.registry_url, settings.base_url)
 
@@ -109,6 +116,7 @@ class Orchestrator:
                 await self.registry.aclose()
                 if self.gateway_keys is not None:
                     await self.gateway_keys.aclose()
+                await self.caller_trust.aclose()
                 if self.redis is not None:
                     await self.redis.aclose()
                 await self.engine.dispose()
@@ -116,5 +124,20 @@ class Orchestrator:
         readiness: list[ReadinessCheck] = [self.store.ping, self.registration.ready]
         app = create_service_app("orchestrator", lifespan=lifespan, readiness=readiness)
         app.include_router(create_api_router(self.runs, self.settings.run_wait_max_s))
+        app.include_router(
+            resource_metadata_router(
+                self.settings.resource,
+                "",
+                list(self.settings.token_issuers()),
+                _caller_scopes,
+                "Accord orchestrator: workflow runs over REST and A2A",
+            )
+        )
         app.router.routes.extend(self.a2a.routes())
+        metadata_url = resource_metadata_url(self.settings.base_url, "")
+        app.add_middleware(CallerGuard, authenticator=self.callers, resource_metadata=metadata_url)
         return app
+
+
+async def _caller_scopes() -> list[str]:
+    return list(CALLER_SCOPES)

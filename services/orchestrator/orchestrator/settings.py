@@ -34,6 +34,13 @@ class OrchestratorSettings(ServiceSettings):
     run_lease_s: float = Field(default=15.0, gt=0, le=3600)
     # Clock skew tolerated on a signed reply's `iat`/`exp` (bounded: a wide window weakens expiry).
     reply_skew_s: float = Field(default=5.0, ge=0, le=60)
+    # Every caller presents an access token: from the gateway's authorization server (ACCORD_GATEWAY_URL)
+    # or from another OIDC issuer trusted by its JWKS, JSON {issuer: jwks_url}.
+    trusted_issuers: dict[str, str] = Field(default_factory=dict)
+    # This API's resource indicator (RFC 8707), the audience its tokens must name. Default: the base URL.
+    api_resource: str | None = None
+    # Clock skew tolerated on a caller's token `exp`/`nbf` (bounded, like the gateway's).
+    token_leeway_s: int = Field(default=30, ge=0, le=120)
 
     @model_validator(mode="after")
     def _gateway_credentials_come_whole(self) -> OrchestratorSettings:
@@ -42,6 +49,17 @@ class OrchestratorSettings(ServiceSettings):
         if self.client_id is not None and self.gateway_url is None:
             raise ValueError("gateway credentials need ACCORD_GATEWAY_URL")
         return self
+
+    @property
+    def resource(self) -> str:
+        return (self.api_resource or self.base_url).rstrip("/")
+
+    def token_issuers(self) -> dict[str, str | None]:
+        """Issuer -> JWKS URL of every issuer whose tokens callers may present (None: the gateway's own)."""
+        issuers: dict[str, str | None] = dict(self.trusted_issuers)
+        if self.gateway_url is not None:
+            issuers[self.gateway_url.rstrip("/")] = None
+        return issuers
 
     def lease_owner(self) -> str:
         return self.instance_id or f"{socket.gethostname()} {self.base_url}"

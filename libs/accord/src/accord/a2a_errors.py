@@ -9,8 +9,9 @@ with `<reason> (<cause>): `, and `AccordGrpcHandler` puts `data` into the ErrorI
 `AccordRefusal` is for the refusals A2A leaves to the transport (authentication, authorization): on gRPC
 it is answered with the error table's status (UNAUTHENTICATED, PERMISSION_DENIED, ...). Over HTTP such a
 refusal is made before the A2A layer runs (`send_http_refusal`): the table's HTTP status, a Bearer
-challenge where another token would help, and the transport's error body (a JSON-RPC error on JSON-RPC, a
-`google.rpc.Status` on HTTP+JSON), both with an ErrorInfo whose metadata holds `reason` (and `cause`).
+challenge where another token would help, and the transport's error body (`http_refusal_body`: a JSON-RPC
+error on JSON-RPC, a `google.rpc.Status` on HTTP+JSON), both with an ErrorInfo whose metadata holds
+`reason` (and `cause`).
 """
 
 from __future__ import annotations
@@ -143,23 +144,21 @@ def http_refusal_body(
 
 async def send_http_refusal(
     send: Send,
-    transport: HttpTransport,
     error: AccordError,
+    body: Mapping[str, Any],
     *,
-    cause: str | None = None,
     scope: str | None = None,
-    request_id: object = None,
     resource_metadata: str | None = None,
 ) -> None:
-    """Answer an A2A HTTP call with a refusal: the table's status, a Bearer challenge where one helps."""
-    body = json.dumps(http_refusal_body(transport, error, cause, request_id), separators=(",", ":")).encode()
+    """Answer an HTTP call with a refusal: the table's status, `body`, a Bearer challenge where one helps."""
+    encoded = json.dumps(body, separators=(",", ":")).encode()
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
+        (b"content-length", str(len(encoded)).encode()),
         (b"cache-control", b"no-store"),
     ]
     challenge = bearer_challenge(error, scope, resource_metadata)
     if challenge is not None:
         headers.append((b"www-authenticate", challenge.encode()))
     await send({"type": "http.response.start", "status": error.kind.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})

@@ -22,7 +22,7 @@ from a2a.server.agent_execution import AgentExecutor
 from a2a.server.context import ServerCallContext
 from a2a.server.events import Event
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.routes import create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore
 from a2a.types import AgentCard, Message, SendMessageRequest, Task, a2a_pb2_grpc
 from starlette.requests import Request
@@ -31,6 +31,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from accord.a2a_errors import AccordGrpcHandler, a2a_refusal
 from accord.audit import AuditEvent, AuditLog
+from accord.caller_auth import AuthenticatingGrpcHandler, CallerAuthenticator
+from accord.card_route import CardEndpoint
 from accord.card_signing import PUBLISHER_JWKS_PATH, CardSigner, SignedCard
 from accord.cards import JSONRPC_PATH, REST_PATH, WELL_KNOWN_PATHS
 from accord.message_signing import Envelope, MessageVerifier, SignatureError
@@ -148,8 +150,9 @@ class A2AServer:
 
     `signer="env"` (the default) takes the signer from the environment (`CardSigner.from_env`); pass a
     `CardSigner` to choose one, or None to serve the card unsigned. With `message_gate`, only messages
-    whose signed envelope it admits are handled (agents); without, any message is (the orchestrator, whose
-    callers are end users rather than the relay).
+    whose signed envelope it admits are handled (agents); without, any message is. With `callers`, its gRPC
+    server admits only authenticated callers (the orchestrator, whose callers hold OAuth tokens: its HTTP
+    transports are guarded by `accord.caller_auth.CallerGuard`).
     """
 
     def __init__(
@@ -159,8 +162,11 @@ class A2AServer:
         task_store: TaskStore | None = None,
         signer: CardSigner | Literal["env"] | None = "env",
         message_gate: SignedMessageGate | None = None,
+        callers: CallerAuthenticator | None = None,
     ) -> None:
         self.card = card
+        # Over HTTP callers are authenticated by a `CallerGuard` in front of the app; on gRPC here.
+        self.callers = callers
         self.signer = CardSigner.from_env() if signer == "env" else signer
         # Signed in place, so the handler's copy of the card (gRPC extended card) is signed too.
         self.signed_card = SignedCard(card, self.signer) if self.signer is not None else None
@@ -179,14 +185,7 @@ class A2AServer:
         )
 
     def routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = []
-        modifier = self._signed if self.signed_card is not None else None
-        for path in WELL_KNOWN_PATHS:
-            routes.extend(
-                create_agent_card_routes(
-                    self.card, card_modifier=modifier, card_url=path, cache_control=CARD_CACHE_CONTROL
-                )
-            )
+        routes = CardEndpoint(self._served_card, CARD_CACHE_CONTROL).routes(WELL_KNOWN_PATHS)
         if self.signer is not None:
             routes.append(Route(PUBLISHER_JWKS_PATH, self._publisher_jwks, methods=["GET"]))
         routes.extend(create_jsonrpc_routes(self.handler, rpc_url=JSONRPC_PATH))
@@ -194,10 +193,9 @@ class A2AServer:
         routes.append(Mount(REST_PATH, routes=create_rest_routes(self.handler)))
         return routes
 
-    async def _signed(self, card: AgentCard) -> AgentCard:
+    async def _served_card(self) -> AgentCard:
         # Per request: the card is signed again after any change to it or a rotation of the publisher key.
-        assert self.signed_card is not None
-        return self.signed_card.current()
+        return self.signed_card.current() if self.signed_card is not None else self.card
 
     async def _publisher_jwks(self, _request: Request) -> JSONResponse:
         """For operators: the publisher's public keys. Verifiers use their own trust store, never this."""
@@ -208,7 +206,11 @@ class A2AServer:
         @asynccontextmanager
         async def running() -> AsyncIterator[None]:
             server = grpc.aio.server()
-            servicer = AccordGrpcHandler(self.handler)
+            servicer = (
+                AuthenticatingGrpcHandler(self.handler, self.callers)
+                if self.callers is not None
+                else AccordGrpcHandler(self.handler)
+            )
             a2a_pb2_grpc.add_A2AServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
             if server.add_insecure_port(f"{host}:{port}") == 0:
                 raise OSError(f"cannot bind gRPC port {host}:{port}")

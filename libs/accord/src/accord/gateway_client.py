@@ -5,6 +5,8 @@
 * `issue_grant(...)` / `revoke_grant(grant_id)`: the task grant of one workflow step (`/v1/grants`).
 * `exchange_grant(grant, scopes, resource)`: RFC 8693 token exchange of a task grant for a just-in-time
   access token to `resource` (the gateway's MCP URL).
+* `GatewayBearer`: httpx auth that calls another resource (the orchestrator's API) with this client's
+  token for it, for callers that hold an httpx client rather than a `GatewayClient`.
 
 Every refusal becomes an `AccordError` with a precise reason code; the gateway's OAuth error code travels
 in the error's context. Tokens, grants and secrets are never logged and never part of a repr.
@@ -17,7 +19,7 @@ import base64
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeGuard
@@ -213,9 +215,7 @@ class GatewayClient:
         return _access_token(response, requested, started)
 
     def _basic_credentials(self) -> str:
-        # RFC 6749 §2.3.1: each part is form-urlencoded before the two are joined and encoded.
-        pair = f"{quote(self.client_id, safe='')}:{quote(self._secret.get_secret_value(), safe='')}"
-        return "Basic " + base64.b64encode(pair.encode()).decode()
+        return basic_credentials(self.client_id, self._secret)
 
     # --- task grants
 
@@ -279,6 +279,117 @@ class GatewayClient:
                 "gateway unreachable", extra={"gateway": self.base_url, "error": type(exc).__name__}
             )
             raise AccordError("upstream_unavailable", "the gateway could not be reached") from None
+
+
+def basic_credentials(client_id: str, secret: SecretStr) -> str:
+    """`client_secret_basic`: RFC 6749 §2.3.1 form-urlencodes each part before they are joined and encoded."""
+    pair = f"{quote(client_id, safe='')}:{quote(secret.get_secret_value(), safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+class GatewayBearer(httpx.Auth):
+    """httpx auth for one client calling one resource with tokens from the gateway's authorization server.
+
+    Client credentials naming the `resource` (RFC 8707); the token is cached until shortly before it
+    expires and fetched again once when the resource answers 401 (a rotated key, a restarted gateway).
+    The token request goes through the same httpx client as the call, so nothing else needs closing; no
+    response body is read but the token response's, so SSE streams pass through untouched. Requests to
+    anything but the resource go out without the token: it is never handed to another server.
+    """
+
+    def __init__(
+        self,
+        gateway_url: str,
+        client_id: str,
+        client_secret: str | SecretStr,
+        resource: str,
+        scopes: Iterable[str] = (),
+        *,
+        also_at: Iterable[str] = (),
+        refresh_margin_s: float = 10.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self.client_id = client_id
+        self.resource = resource
+        # Where the resource is also served (a replica's own address): the token may go there too.
+        self._places = tuple(url.rstrip("/") for url in (resource, *also_at))
+        self._token_endpoint = gateway_url.rstrip("/") + TOKEN_PATH
+        self._secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
+        self._scopes = frozenset(scopes)
+        self._margin_s = refresh_margin_s
+        self._clock = clock
+        self._token: AccessToken | None = None
+
+    def __repr__(self) -> str:
+        return f"GatewayBearer(client_id={self.client_id!r}, resource={self.resource!r})"
+
+    async def token(self, http: httpx.AsyncClient) -> str:
+        """The token itself, for transports httpx does not carry (gRPC metadata, A2A interceptors)."""
+        if not self._usable():
+            request, started = self._token_request()
+            self._accept(await http.send(request), started)
+        assert self._token is not None
+        return self._token.token
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self._for_resource(request):
+            yield request
+            return
+        fresh = not self._usable()
+        if fresh:
+            token_request, started = self._token_request()
+            response = yield token_request
+            response.read()
+            self._accept(response, started)
+        response = yield self._authorized(request)
+        if response.status_code == 401 and not fresh:
+            token_request, started = self._token_request()
+            renewed = yield token_request
+            renewed.read()
+            self._accept(renewed, started)
+            yield self._authorized(request)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not self._for_resource(request):
+            yield request
+            return
+        fresh = not self._usable()
+        if fresh:
+            token_request, started = self._token_request()
+            response = yield token_request
+            await response.aread()
+            self._accept(response, started)
+        response = yield self._authorized(request)
+        if response.status_code == 401 and not fresh:
+            token_request, started = self._token_request()
+            renewed = yield token_request
+            await renewed.aread()
+            self._accept(renewed, started)
+            yield self._authorized(request)
+
+    def _for_resource(self, request: httpx.Request) -> bool:
+        url = str(request.url)
+        return any(url == place or url.startswith((place + "/", place + "?")) for place in self._places)
+
+    def _usable(self) -> bool:
+        return self._token is not None and self._token.usable(self._clock(), self._margin_s)
+
+    def _token_request(self) -> tuple[httpx.Request, float]:
+        form = {"grant_type": "client_credentials", "resource": self.resource}
+        if self._scopes:
+            form["scope"] = " ".join(sorted(self._scopes))
+        headers = {"Authorization": basic_credentials(self.client_id, self._secret)}
+        return httpx.Request("POST", self._token_endpoint, data=form, headers=headers), self._clock()
+
+    def _accept(self, response: httpx.Response, started: float) -> None:
+        if response.status_code != 200:
+            raise _oauth_refusal(response, "client_credentials")
+        self._token = _access_token(response, self._scopes, started)
+
+    def _authorized(self, request: httpx.Request) -> httpx.Request:
+        assert self._token is not None
+        request.headers["Authorization"] = f"Bearer {self._token.token}"
+        return request
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

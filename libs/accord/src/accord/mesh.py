@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 
 from accord.forkserver import ForkedProcess, ForkServer
+from accord.gateway_client import GatewayBearer
+from accord.operator_credentials import OPERATOR_CLIENT_ID, OPERATOR_SECRET_NAME
 from accord.topology import ServiceSpec, Topology, load_topology
 
 READY_TIMEOUT_S = 240.0  # 17 Python services cold-starting on 2 cores
@@ -51,6 +53,14 @@ class MeshRunner:
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.topology.by_name(name).port + self.port_offset}"
+
+    def operator_auth(self, *replicas: str) -> GatewayBearer:
+        """httpx auth as the mesh's operator (scopes `runs:*`) towards its orchestrator's API, served by
+        the mesh's orchestrator and by any `replicas` (URLs of other processes serving the same API)."""
+        secret = self._secrets()[OPERATOR_SECRET_NAME]
+        return GatewayBearer(
+            self.url("gateway"), OPERATOR_CLIENT_ID, secret, self.url("orchestrator"), also_at=replicas
+        )
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start every service once its dependencies are ready; raise with log tails if one fails."""

@@ -315,7 +315,7 @@ class AccessClaims:
 
 
 class TokenVerifier:
-    """Verifies access tokens for one audience from a set of trusted issuers.
+    """Verifies access tokens for one audience (or any of several) from a set of trusted issuers.
 
     `trust` is a key source (a `TrustStore`, a `KeyRing`, a `RemoteJwksTrust`, or a kid -> key callable) for
     all issuers, or a mapping issuer -> key source so one issuer's keys never vouch for another's tokens.
@@ -325,7 +325,7 @@ class TokenVerifier:
         self,
         trust: Trust,
         issuers: Iterable[str],
-        audience: str,
+        audience: str | Iterable[str],
         algorithms: Iterable[str] = SIGNING_ALGORITHMS,
         leeway_s: float = 30,
     ) -> None:
@@ -333,13 +333,15 @@ class TokenVerifier:
         self._issuers = frozenset(issuers)
         if not self._issuers:
             raise ValueError("a verifier needs at least one trusted issuer")
-        self._audience = audience
+        self._audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        if not self._audiences:
+            raise ValueError("a verifier needs an audience")
         self._algorithms = check_algorithms(algorithms)
         self._leeway_s = leeway_s
 
     @property
-    def audience(self) -> str:
-        return self._audience
+    def audiences(self) -> tuple[str, ...]:
+        return self._audiences
 
     def verify(self, token: str) -> AccessClaims:
         """Verify with the keys at hand (remote key sources answer from their cache)."""
@@ -349,7 +351,7 @@ class TokenVerifier:
             algorithms=self._algorithms,
             typ=ACCESS_TOKEN_TYP,
             issuers=self._issuers,
-            audience=self._audience,
+            audience=list(self._audiences),
             leeway_s=self._leeway_s,
             required=ACCESS_TOKEN_CLAIMS,
         )

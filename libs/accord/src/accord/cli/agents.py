@@ -19,8 +19,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from accord.errors import AccordError
+from accord.operator_credentials import read_local_secret
 from accord.registry_client import InventoryEntry, RegisteredAgent, RegistryClient
-from accord.topology import repo_root
 
 REGISTRY_URL_ENV = "ACCORD_REGISTRY_URL"
 REGISTRY_SECRET_ENV = "ACCORD_REGISTRY_ADMIN_SECRET"  # noqa: S105 (a name, not a secret)
@@ -49,13 +49,7 @@ def local_secret(explicit: str | None, env_name: str, secret_name: str, state_di
         return explicit
     if os.environ.get(env_name):
         return os.environ[env_name]
-    path = (state_dir or repo_root() / ".accord") / "secrets.json"
-    try:
-        secrets: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    value = secrets.get(secret_name)
-    return value if isinstance(value, str) else None
+    return read_local_secret(state_dir, secret_name)
 
 
 def run_or_exit(work: Callable[[], Coroutine[Any, Any, T]]) -> T:

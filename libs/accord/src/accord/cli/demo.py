@@ -1,4 +1,5 @@
-"""The credit-risk demo: a few sample applicants through the orchestrator's public REST endpoint."""
+"""The credit-risk demo: a few sample applicants through the orchestrator's public REST endpoint, called as
+the mesh's operator (an OAuth client with a token for the orchestrator's API)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def sample_applicants(count: int) -> list[dict[str, Any]]:
     return (first_of_each + rest)[:count]
 
 
-def run_demo(orchestrator_url: str, count: int, echo: Callable[[str], None]) -> bool:
+def run_demo(orchestrator_url: str, auth: httpx.Auth, count: int, echo: Callable[[str], None]) -> bool:
     ok = True
-    with httpx.Client(base_url=orchestrator_url, timeout=60.0) as client:
+    with httpx.Client(base_url=orchestrator_url, auth=auth, timeout=60.0) as client:
         for applicant in sample_applicants(count):
             body = {k: applicant[k] for k in WORKFLOW_INPUT_FIELDS if k in applicant}
             response = client.post("/v1/workflows/credit-risk/runs", params={"wait": 30}, json=body)

@@ -94,7 +94,7 @@ def demo(
     typer.echo("starting the mesh ...")
     runner.start()
     try:
-        ok = run_demo(runner.url("orchestrator"), applicants, typer.echo)
+        ok = run_demo(runner.url("orchestrator"), runner.operator_auth(), applicants, typer.echo)
     finally:
         runner.stop()
         typer.echo("mesh stopped")

@@ -21,6 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from accord.audit_trail import AuditTrail
+from accord.cli.clients import GATEWAY_URL_ENV
+from accord.errors import AccordError
+from accord.operator_credentials import operator_bearer
 from accord.span_store import SpanReader, is_postgres
 from accord.storage import create_engine
 from accord.telemetry import COST_USD
@@ -46,12 +49,19 @@ class RunSource:
     state_dir: Path
     orchestrator_url: str | None = None
     database_url: str | None = None
+    # The gateway whose authorization server issues the operator's token for the API.
+    gateway_url: str | None = None
 
     @classmethod
     def locate(
         cls, state_dir: Path, orchestrator_url: str | None, database_url: str | None, port_offset: int = 0
     ) -> RunSource:
-        return cls(state_dir, orchestrator_url or _orchestrator_url(state_dir, port_offset), database_url)
+        return cls(
+            state_dir,
+            orchestrator_url or _service_url(state_dir, "orchestrator", port_offset),
+            database_url,
+            os.environ.get(GATEWAY_URL_ENV) or _service_url(state_dir, "gateway", port_offset),
+        )
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         body = await self._rest("/v1/runs", {"limit": limit})
@@ -67,12 +77,16 @@ class RunSource:
         return found[0] if found else None
 
     async def _rest(self, path: str, params: dict[str, Any]) -> Any:
-        if self.orchestrator_url is None:
+        """The API's answer as the operator; None (read the store instead) when it cannot be had."""
+        if self.orchestrator_url is None or self.gateway_url is None:
+            return None
+        auth = operator_bearer(self.gateway_url, self.orchestrator_url.rstrip("/"), self.state_dir)
+        if auth is None:
             return None
         try:
-            async with httpx.AsyncClient(timeout=3.0) as client:
+            async with httpx.AsyncClient(timeout=3.0, auth=auth) as client:
                 response = await client.get(self.orchestrator_url.rstrip("/") + path, params=params)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, AccordError):
             return None
         return response.json() if response.status_code == 200 else None
 
@@ -113,15 +127,15 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _orchestrator_url(state_dir: Path, port_offset: int) -> str | None:
-    """The running mesh's orchestrator (`mesh.json` of `accord up`), else the topology's address."""
+def _service_url(state_dir: Path, name: str, port_offset: int) -> str | None:
+    """A service of the running mesh (`mesh.json` of `accord up`), else the topology's address."""
     mesh = state_dir / "mesh.json"
     if mesh.exists():
-        url = json.loads(mesh.read_text()).get("orchestrator", {}).get("url")
+        url = json.loads(mesh.read_text()).get(name, {}).get("url")
         if isinstance(url, str):
             return url
     try:
-        return f"http://127.0.0.1:{load_topology().by_name('orchestrator').port + port_offset}"
+        return f"http://127.0.0.1:{load_topology().by_name(name).port + port_offset}"
     except (OSError, KeyError, ValueError):
         return None
 
