@@ -127,7 +127,9 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
     async def tool_scopes() -> list[str]:
         return [tool_scope(tool.name) for tool in await federation.catalog.tools()]
 
-    app = create_service_app(SERVICE, lifespan=lifespan, readiness=[federation.upstreams.ready])
+    app = create_service_app(
+        SERVICE, lifespan=lifespan, readiness=[federation.upstreams.ready], audit=audit_log
+    )
     app.state.federation = federation
     app.state.audit_log = audit_log
     app.state.oauth = oauth

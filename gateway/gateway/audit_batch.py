@@ -114,7 +114,9 @@ class GroupCommitAuditLog(AuditLog):
     async def _commit(self, events: list[AuditEvent]) -> list[dict[str, Any]]:
         if self._sqlite is None or self._thread is None:
             return await self.append_many(events)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.write, events)
+        records = await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.write, events)
+        self._stored(events)
+        return records
 
     async def _write_queued(self) -> None:
         while self._queue:

@@ -59,6 +59,7 @@ from tests.relay_mesh import (
     send_direct,
     signed,
 )
+from tests.service_metrics import metric
 
 JSONRPC, HTTP_JSON = TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON
 TRANSPORTS = [JSONRPC, HTTP_JSON, GRPC]
@@ -117,11 +118,16 @@ async def test_a_message_not_signed_by_the_relay_for_this_agent_now_is_refused_a
     mesh: RelayMesh, unchanged: None, transport: str, cause: str
 ) -> None:
     before = len(await denied_at_agent(mesh, cause))
+    labels = {"service": AGENT, "reason": "signature_invalid", "cause": cause}
+    failures = await metric(mesh.http, mesh.url(AGENT), "accord_signature_failures_total", **labels)
     assert await refused_direct(mesh, CASES[cause](mesh), transport) == ("signature_invalid", cause)
     records = await denied_at_agent(mesh, cause)
     assert len(records) == before + 1
     assert records[-1]["reason"] == "signature_invalid"
     assert records[-1]["details"]["method"] == "SendMessage"
+    # Counted on the agent's /metrics as well, by cause.
+    after = await metric(mesh.http, mesh.url(AGENT), "accord_signature_failures_total", **labels)
+    assert after == failures + 1
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -45,6 +45,7 @@ from accord.payloads import skill_request
 from accord.storage import create_engine
 from accord.testing.ports import free_port
 from accord.tokens import issue_access_token
+from tests.service_metrics import metric
 
 APPLICANT = {
     "applicant_id": "APP-SEC-1",
@@ -190,10 +191,14 @@ async def test_a_refused_caller_gets_its_reason_is_audited_and_starts_nothing(
 ) -> None:
     before = await run_ids(mesh)
     trace_id, parent = traceparent()
+    decision = {"action": "api.authenticate", "outcome": "denied", "reason": case.reason}
     async with httpx.AsyncClient(timeout=30) as http:
+        denials = await metric(http, mesh.url("orchestrator"), "accord_decisions_total", **decision)
         token = await case.token(mesh, http)
         headers = {"traceparent": parent, **({"Authorization": f"Bearer {token}"} if token else {})}
         response = await call_http(mesh, http, surface, headers)
+        counted = await metric(http, mesh.url("orchestrator"), "accord_decisions_total", **decision)
+    assert counted == denials + 1  # on /metrics too, by reason
 
     assert response.status_code == case.status, response.text
     assert reason_of(surface, response.json()) == (case.reason, case.cause)

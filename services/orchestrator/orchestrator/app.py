@@ -122,7 +122,7 @@ class Orchestrator:
                 await self.engine.dispose()
 
         readiness: list[ReadinessCheck] = [self.store.ping, self.registration.ready]
-        app = create_service_app("orchestrator", lifespan=lifespan, readiness=readiness)
+        app = create_service_app("orchestrator", lifespan=lifespan, readiness=readiness, audit=self.audit)
         app.include_router(create_api_router(self.runs, self.settings.run_wait_max_s))
         app.include_router(
             resource_metadata_router(

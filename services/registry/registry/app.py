@@ -32,9 +32,10 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     targets = TargetPolicy.from_settings(
         settings.registry_allow_private_targets, settings.registry_allowed_targets
     )
+    audit = AuditLog(engine, SERVICE)
     catalog = Catalog(
         AgentStore(engine),
-        AuditLog(engine, SERVICE),
+        audit,
         CardIntake(
             timeout_s=settings.card_fetch_timeout_s,
             max_bytes=settings.card_max_bytes,
@@ -61,7 +62,7 @@ def create_app(settings: RegistrySettings) -> FastAPI:
                     await refresher
             await engine.dispose()
 
-    app = create_service_app(SERVICE, lifespan=lifespan, readiness=[catalog.ready])
+    app = create_service_app(SERVICE, lifespan=lifespan, readiness=[catalog.ready], audit=audit)
     app.state.catalog = catalog
     app.state.admin = admin
     app.include_router(rest_router(catalog, admin))

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,16 @@ class AuditLog:
         self._engine = engine
         self._service = service
         self._lock = asyncio.Lock()
+        self._observers: list[Callable[[AuditEvent], None]] = []
+
+    def observe(self, observer: Callable[[AuditEvent], None]) -> None:
+        """Call `observer` with every event once it is stored (metrics count decisions this way)."""
+        self._observers.append(observer)
+
+    def _stored(self, events: list[AuditEvent]) -> None:
+        for event in events:
+            for observer in self._observers:
+                observer(event)
 
     @property
     def chain(self) -> str:
@@ -185,7 +196,8 @@ class AuditLog:
             records = chain_records(self._service, seq, previous, events)
             await conn.execute(audit_table.insert(), records)
             await self._store_head(conn, records[-1])
-            return records
+        self._stored(events)
+        return records
 
     async def _lock_chain(self, conn: AsyncConnection) -> None:
         if conn.dialect.name == "postgresql":

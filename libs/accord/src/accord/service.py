@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping, Sequence
@@ -25,6 +26,7 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from accord.audit import AuditEvent, AuditLog
 from accord.errors import AccordError, as_accord_error
 from accord.strict_json import read_strict_json
 from accord.telemetry import UNTRACED_PATHS, configure_telemetry, shutdown_telemetry
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 _Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
+SIGNATURE_REASONS = frozenset({"signature_invalid", "card_unsigned", "card_signature_invalid"})
+_CAUSE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
 class ServiceMetrics:
@@ -73,6 +77,31 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+
+    def count_decisions(self, audit: AuditLog) -> None:
+        """Count every decision `audit` records (authorization, signatures, delegation, grants, runs) by
+        action, outcome and reason, and refused signatures by their cause besides."""
+        decisions = self.counter(
+            "accord_decisions_total",
+            "Audited decisions by action, outcome and reason code",
+            ["service", "action", "outcome", "reason"],
+        )
+        signatures = self.counter(
+            "accord_signature_failures_total",
+            "Refused signatures (relayed messages, replies, cards) by reason and cause",
+            ["service", "reason", "cause"],
+        )
+
+        def count(event: AuditEvent) -> None:
+            reason = event.reason or ""
+            decisions.labels(self.service, event.action, event.outcome, reason).inc()
+            if reason in SIGNATURE_REASONS:
+                cause = event.details.get("cause")
+                # Causes are codes; anything else would make the label set unbounded.
+                code = cause if isinstance(cause, str) and _CAUSE_CODE.match(cause) else "other"
+                signatures.labels(self.service, reason, code).inc()
+
+        audit.observe(count)
 
     def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
         return self._register(Counter, name, documentation, labels)
@@ -183,10 +212,14 @@ def create_service_app(
     service: str,
     lifespan: Lifespan | None = None,
     readiness: list[ReadinessCheck] | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
     """A FastAPI app with `/healthz`, `/readyz`, `/metrics` and the error table wired in, traced (a server
-    span per request) once telemetry is configured for the process, as `serve` does."""
+    span per request) once telemetry is configured for the process, as `serve` does. With `audit`, the
+    metrics count every decision it records (`ServiceMetrics.count_decisions`)."""
     metrics = ServiceMetrics(service)
+    if audit is not None:
+        metrics.count_decisions(audit)
     checks = list(readiness or [])
     app = FastAPI(
         title=service,

@@ -140,7 +140,7 @@ class Agent:
                 await engine.dispose()
 
         readiness: list[ReadinessCheck] = [registration.ready] if registration else []
-        app = create_service_app(self.name, lifespan=lifespan, readiness=readiness)
+        app = create_service_app(self.name, lifespan=lifespan, readiness=readiness, audit=audit)
         app.router.routes.extend(a2a_server.routes())
         app.state.settings = settings
         app.state.card = card
