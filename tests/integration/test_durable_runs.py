@@ -3,6 +3,8 @@
 run twice by its agent. Then two orchestrator replicas on one PostgreSQL database: one is killed mid-run,
 the other takes its runs over once their leases expire and finishes them.
 
+Then budgets: a fan-out of 1,000 steps under a budget of 50 agent tasks reaches the agent at most 50 times.
+
 A mesh of its own, only what the runs need: registry, gateway (federating no tool server) and
 orchestrator as processes. The test agent is built with the agent SDK in this process, registers in the
 real registry and accepts only messages the real gateway relay signed; it counts how often each step's
@@ -80,6 +82,21 @@ WORKFLOW: dict[str, Any] = {
 }
 
 
+WIDE = 1000
+WIDE_WORKFLOW: dict[str, Any] = {
+    "name": "durable-wide",
+    "version": 1,
+    "description": f"{WIDE} parallel steps, with a budget of its own a request may tighten.",
+    "input_schema": {"type": "object", "required": ["tag"]},
+    "steps": [
+        {"id": f"w{i}", "skill": "durable-work", "input": {"label": f"w{i}", "tag": "$input.tag"}}
+        for i in range(WIDE)
+    ],
+    "budget": {"tasks": 200, "wall_s": 120},
+    "synthesis": "collect",
+}
+
+
 # --- the test agent -------------------------------------------------------------------------------
 
 
@@ -153,6 +170,7 @@ def durable_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunne
     root = tmp_path_factory.mktemp("durable-runs")
     (root / "workflows").mkdir()
     (root / "workflows" / "durable-fan-in.yaml").write_text(yaml.safe_dump(WORKFLOW))
+    (root / "workflows" / "durable-wide.yaml").write_text(yaml.safe_dump(WIDE_WORKFLOW))
     delegation = {"version": 1, "callers": {"orchestrator": {"agents": {"durable-agent": ["*"]}}}}
     (root / "delegation.yaml").write_text(yaml.safe_dump(delegation))
     runner = MeshRunner(
@@ -430,3 +448,33 @@ async def test_when_one_of_two_replicas_dies_mid_run_the_other_finishes_its_runs
             "b": 1,
             "c": 1,
         }
+
+
+async def test_a_fan_out_of_a_thousand_under_a_budget_of_fifty_reaches_the_agent_at_most_fifty_times(
+    durable: Durable,
+) -> None:
+    tag = f"wide-{uuid.uuid4().hex[:8]}"
+    async with operator_http(durable.mesh, WAIT_S + 10) as http:
+        response = await http.post(
+            f"/v1/workflows/{WIDE_WORKFLOW['name']}/runs",
+            params={"wait": WAIT_S},
+            json={"tag": tag},
+            headers={"Accord-Budget": "tasks=50"},  # tighter than the workflow's 200
+        )
+        loosen = await http.post(
+            f"/v1/workflows/{WIDE_WORKFLOW['name']}/runs",
+            params={"wait": WAIT_S},
+            json={"tag": f"{tag}-bad"},
+            headers={"Accord-Budget": "tasks=lots"},
+        )
+    run = response.json()
+    assert response.status_code == 201, run
+    ran = sum(n for (t, _label), n in durable.witness.ran.items() if t == tag)
+    assert ran <= 50
+    assert (run["status"], run["error"]["limit"]) == ("budget_exceeded", "tasks")
+    assert run["budget"]["limits"] == {"tasks": 50, "wall_s": 120}
+    assert run["budget"]["spent"]["tasks"] <= 50
+    assert ran <= run["budget"]["spent"]["tasks"]
+    assert sum(1 for step in run["steps"] if step["status"] == "skipped") >= WIDE - 50
+    assert (loosen.status_code, loosen.json()["error"]["reason"]) == (422, "invalid_input")
+    assert not any(t == f"{tag}-bad" for t, _label in durable.witness.ran)

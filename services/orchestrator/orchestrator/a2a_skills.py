@@ -23,7 +23,8 @@ from a2a.types import AgentCard, Part, TaskState
 from accord.cards import SkillSchemas, build_card, load_card_source
 from accord.delegation import depth_of
 from accord.errors import AccordError
-from accord.payloads import data_part, first_data, requested_skill
+from accord.payloads import data_part, first_data, metadata_of, requested_skill
+from orchestrator.budgets import BUDGET_METADATA_KEY, budget_from_object
 from orchestrator.engine import StepRecord
 from orchestrator.runs import RunService
 from orchestrator.workflows import WorkflowSpec
@@ -34,12 +35,13 @@ RESULT_SCHEMA: dict[str, Any] = {
     "properties": {
         "run_id": {"type": "string"},
         "workflow": {"type": "string"},
-        "status": {"enum": ["completed", "failed", "waiting_review"]},
+        "status": {"enum": ["completed", "failed", "waiting_review", "budget_exceeded"]},
         "result": {"type": ["object", "null"]},
         "steps": {"type": "array"},
         "conflicts": {"type": "array"},
         "review": {"type": ["object", "null"]},
         "error": {"type": ["object", "null"]},
+        "budget": {"type": ["object", "null"]},
         "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
     },
 }
@@ -65,7 +67,7 @@ def orchestrator_card(workflows: dict[str, WorkflowSpec], base_url: str, grpc_ad
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
     """The final artifact of a run: what a caller (or a parent workflow) needs of it."""
-    summary = {key: run.get(key) for key in ("result", "steps", "conflicts", "review", "error")}
+    summary = {key: run.get(key) for key in ("result", "steps", "conflicts", "review", "error", "budget")}
     summary.update(run_id=run["id"], workflow=run["workflow"], status=run["status"])
     summary["confidence"] = run_confidence(run)
     return summary
@@ -93,6 +95,12 @@ class WorkflowExecutor(AgentExecutor):
         data = first_data(context.message.parts)
         depth = depth_of(context.message)
         try:
+            budget = budget_from_object(metadata_of(context.message).get(BUDGET_METADATA_KEY))
+        except AccordError as error:
+            await self._runs.refuse(workflow or "", error, _caller(context))  # `admit` audits its own
+            await updater.reject(updater.new_agent_message([_error_part(error)]))
+            return
+        try:
             spec = await self._runs.admit(workflow or "", data, _caller(context), depth)
         except AccordError as error:
             await updater.reject(updater.new_agent_message([_error_part(error)]))
@@ -105,9 +113,9 @@ class WorkflowExecutor(AgentExecutor):
                 TaskState.TASK_STATE_WORKING, updater.new_agent_message([data_part(step_event(record))])
             )
 
-        run = await self._runs.run(spec, data, _caller(context), progress, depth)
+        run = await self._runs.run(spec, data, _caller(context), progress, depth, budget)
         await updater.add_artifact([data_part(run_summary(run))], name="result")
-        if run["status"] == "failed":
+        if run["status"] in ("failed", "budget_exceeded"):
             await updater.failed(updater.new_agent_message([data_part({"error": run["error"]})]))
         else:
             await updater.complete()

@@ -1,7 +1,9 @@
 """The orchestrator's REST API.
 
 `GET /v1/runs/{id}` returns the whole run: every step's status, output, timings, attempts and grant; the
-conflicts between facts and how each was settled; the decision rationale; the pending human review, if any.
+conflicts between facts and how each was settled; the decision rationale; the pending human review, if any;
+the budget (limits, spent, which limit stopped it). `POST /v1/workflows/{name}/runs` takes the workflow's
+input as its body and may tighten the workflow's budget with `Accord-Budget: tasks=50, wall_s=30`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi.responses import JSONResponse
 from accord.caller_auth import AuthenticatedCaller
 from accord.errors import AccordError
 from accord.service import read_json_object
+from orchestrator.budgets import BUDGET_HEADER, budget_from_header
 from orchestrator.runs import RunService
 from orchestrator.workflows import WorkflowSpec
 
@@ -39,11 +42,12 @@ def create_api_router(runs: RunService, wait_max_s: float) -> APIRouter:
         actor = _actor(request)
         try:
             data = await read_json_object(request)
+            budget = budget_from_header(request.headers.get(BUDGET_HEADER))
         except AccordError as error:
             await runs.refuse(name, error, actor)
             raise
         spec = await runs.admit(name, data, actor)
-        run_id = await runs.start(spec, data, actor)
+        run_id = await runs.start(spec, data, actor, budget=budget)
         run = await runs.wait(run_id, min(wait, wait_max_s)) if wait else await runs.get(run_id)
         status = 202 if run["status"] == "running" else 201
         return JSONResponse(run, status_code=status, headers={"Location": f"/v1/runs/{run_id}"})

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from accord.errors import AccordError
 from orchestrator import faults
+from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.contracts import check_critic_output, check_step_output, confidence_of
 from orchestrator.dispatch import StepOutcome
 from orchestrator.step_grants import RemoteTask, StepRef
@@ -109,6 +110,7 @@ class Execution:
     listener: StepListener
     records: dict[str, StepRecord] = field(default_factory=dict)
     rationale: list[dict[str, Any]] = field(default_factory=list)
+    budget: RunBudget | None = None
 
     def __post_init__(self) -> None:
         for step in self.workflow.steps:
@@ -147,10 +149,43 @@ class Execution:
         }
 
     async def run(self) -> dict[str, StepRecord]:
-        async with asyncio.TaskGroup() as group:
-            for step in self.workflow.steps:
-                group.create_task(self._step(step))
+        """Execute the graph; `BudgetExceeded` once a limit of the run's budget is reached, after every
+        step under way was cancelled and every other one settled as stopped."""
+        stopped: BudgetExceeded | None = None
+        try:
+            async with asyncio.timeout(self.budget.wall_left() if self.budget else None):
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for step in self.workflow.steps:
+                            group.create_task(self._step(step))
+                except* BudgetExceeded as group_error:
+                    first = group_error.exceptions[0]
+                    assert isinstance(first, BudgetExceeded)
+                    stopped = first
+        except TimeoutError:
+            assert self.budget is not None
+            stopped = self.budget.trip(
+                "wall_s", f"the run's {self.budget.limits.wall_s:g}s of wall time are spent"
+            )
+        if stopped is not None:
+            self._stop_all(stopped)
+            raise stopped
         return self.records
+
+    def _stop_all(self, exceeded: BudgetExceeded) -> None:
+        """No new work: steps under way were cancelled (they fail), the others will not run (skipped)."""
+        for record in self.records.values():
+            never_sent = record.inflight is None and not record.attempts
+            if record.status == "running" and never_sent:
+                record.finished_at = time.time()
+                self._skip(record, "budget_exceeded", exceeded.detail)
+            elif record.status == "running":
+                record.status, record.output, record.inflight = "failed", None, None
+                record.error = {"reason": "budget_exceeded", "message": f"cancelled: {exceeded.detail}"}
+                record.finished_at = time.time()
+            elif record.status == "pending":
+                self._skip(record, "budget_exceeded", exceeded.detail)
+        self.note(None, "budget", f"stopped: {exceeded.detail}", limit=exceeded.limit)
 
     async def _step(self, step: StepSpec) -> None:
         record = self.records[step.id]
@@ -232,6 +267,8 @@ class Execution:
             if step.route is not None and not self._select_branch(step, record):
                 return
             record.status = "completed"
+        except BudgetExceeded:
+            raise  # the whole run stops (`run`), not only this step
         except AccordError as error:
             record.status, record.output = "failed", None
             record.error = {"reason": error.reason, "message": error.detail}
@@ -384,6 +421,8 @@ class Execution:
             transient_left = max(0, retries - tries)
         while True:
             tries += 1
+            if self.budget is not None and not _resuming(previous, tries):
+                self.budget.reserve_task()
             step = self._attempt(record, task, tries, previous)
             previous = None
             try:
@@ -458,6 +497,11 @@ async def _deadline(timeout_s: float | None, skill: str) -> AsyncIterator[None]:
             yield
     except TimeoutError:
         raise AccordError("timeout", f"{skill} did not answer within {timeout_s:g}s") from None
+
+
+def _resuming(previous: dict[str, Any] | None, tries: int) -> bool:
+    """A try a previous process sent (and counted against the budget) is resumed, not sent again."""
+    return previous is not None and previous.get("try") == tries
 
 
 def _agent_refused(error: AccordError) -> bool:

@@ -39,6 +39,8 @@ runs_table = Table(
     Column("conflicts", JSON, nullable=False, default=list),
     Column("rationale", JSON, nullable=False, default=list),
     Column("review", JSON, nullable=True),
+    # The run's budget: its limits, what it has spent, which limit stopped it (`orchestrator.budgets`).
+    Column("budget", JSON, nullable=True),
     # The replica executing a running run, and until when its claim holds unless renewed.
     Column("owner", String(256), nullable=True),
     Column("lease_expires_at", Float, nullable=True),

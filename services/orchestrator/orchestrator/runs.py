@@ -1,6 +1,7 @@
 """Runs: validate a request, record it, execute its graph, reconcile facts, synthesize, keep the record.
 
-A run ends `completed`, `failed`, or `waiting_review`: a step's output needs a human (low confidence, a
+A run ends `completed`, `failed`, `budget_exceeded` (a limit of its budget was reached:
+`orchestrator.budgets`), or `waiting_review`: a step's output needs a human (low confidence, a
 critic loop capped with `on_max_iterations: review`, a route value no branch names) or the workflow's
 conflict rules cannot settle a fact. A reviewer's decision (`review`) resumes the run from its record:
 settled steps keep their outputs, steps blocked behind the review run then.
@@ -28,13 +29,15 @@ from accord.audit import AuditEvent, AuditLog
 from accord.delegation import DEFAULT_MAX_DEPTH, delegating
 from accord.errors import AccordError
 from orchestrator import faults
+from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.conflicts import reconcile
 from orchestrator.engine import Dispatcher, Execution, StepListener, StepRecord
 from orchestrator.run_store import LeaseLost, RunStore
 from orchestrator.synthesis import SYNTHESIZERS, SynthesisInput
-from orchestrator.workflows import WorkflowSpec
+from orchestrator.workflows import BudgetSpec, WorkflowSpec
 
 RUNNING, COMPLETED, FAILED, WAITING_REVIEW = "running", "completed", "failed", "waiting_review"
+BUDGET_EXCEEDED = "budget_exceeded"
 DECISIONS = ("accept", "reject")
 # The longest a running run's record lags behind its steps (the REST API shows progress from it).
 RECORD_INTERVAL_S = 0.1
@@ -100,10 +103,18 @@ class RunService:
             AuditEvent(actor, "run.start", "denied", error.reason, details={"workflow": workflow[:64]})
         )
 
-    async def start(self, spec: WorkflowSpec, data: dict[str, Any], actor: str, depth: int = 0) -> str:
-        """Record the run and execute it in the background; returns its id."""
-        run_id = await self._create(spec, data, actor, depth)
-        self._background(self._execute(run_id, spec, data, depth, None))
+    async def start(
+        self,
+        spec: WorkflowSpec,
+        data: dict[str, Any],
+        actor: str,
+        depth: int = 0,
+        budget: BudgetSpec | None = None,
+    ) -> str:
+        """Record the run and execute it in the background; returns its id. `budget` tightens the
+        workflow's."""
+        run_id, limits = await self._create(spec, data, actor, depth, budget)
+        self._background(self._execute(run_id, spec, data, depth, None, budget=limits))
         return run_id
 
     async def run(
@@ -113,10 +124,11 @@ class RunService:
         actor: str,
         listener: StepListener | None = None,
         depth: int = 0,
+        budget: BudgetSpec | None = None,
     ) -> dict[str, Any]:
         """Record and execute the run in the caller's task; returns the run as stored."""
-        run_id = await self._create(spec, data, actor, depth)
-        await self._execute(run_id, spec, data, depth, listener)
+        run_id, limits = await self._create(spec, data, actor, depth, budget)
+        await self._execute(run_id, spec, data, depth, listener, budget=limits)
         return await self.get(run_id)
 
     async def review(self, run_id: str, decision: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -158,7 +170,15 @@ class RunService:
         )
         self._settled[run_id] = asyncio.Event()
         resume = self._execute(
-            run_id, spec, run["input"], run["delegation_depth"], None, records, rationale, choices
+            run_id,
+            spec,
+            run["input"],
+            run["delegation_depth"],
+            None,
+            records,
+            rationale,
+            choices,
+            RunBudget.from_record(run.get("budget"), run["created_at"]),
         )
         self._background(resume)
         return await self.get(run_id)
@@ -246,7 +266,10 @@ class RunService:
             AuditEvent("orchestrator", "run.resume", RUNNING, run_id=run_id, details={"owner": self.owner})
         )
         self._settled.setdefault(run_id, asyncio.Event())
-        await self._execute(run_id, spec, run["input"], run["delegation_depth"], None, records, rationale)
+        budget = RunBudget.from_record(run.get("budget"), run["created_at"])
+        await self._execute(
+            run_id, spec, run["input"], run["delegation_depth"], None, records, rationale, budget=budget
+        )
 
     def _abandon(self, run_id: str) -> None:
         task = self._owned.pop(run_id, None)
@@ -268,10 +291,14 @@ class RunService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _create(self, spec: WorkflowSpec, data: dict[str, Any], actor: str, depth: int) -> str:
+    async def _create(
+        self, spec: WorkflowSpec, data: dict[str, Any], actor: str, depth: int, budget: BudgetSpec | None
+    ) -> tuple[str, RunBudget]:
         run_id = str(uuid.uuid4())
         steps = [StepRecord(step.id, step.skill).as_dict() for step in spec.steps]
         self._owned[run_id] = None
+        created_at = time.time()
+        limits = RunBudget(spec.budget.tightened(budget), created_at)
         await self._store.create(
             {
                 "id": run_id,
@@ -280,8 +307,9 @@ class RunService:
                 "actor": actor,
                 "input": data,
                 "steps": steps,
-                "created_at": time.time(),
+                "created_at": created_at,
                 "delegation_depth": depth,
+                "budget": limits.record(),
                 "conflicts": [],
                 "rationale": [],
                 "owner": self.owner,
@@ -293,7 +321,7 @@ class RunService:
         # and still before the run's last record, which waits for it.
         event = AuditEvent(actor, "run.start", "allowed", run_id=run_id, details={"depth": depth})
         self._opening[run_id] = asyncio.create_task(self._audit.append(event))
-        return run_id
+        return run_id, limits
 
     async def _execute(
         self,
@@ -305,6 +333,7 @@ class RunService:
         records: dict[str, StepRecord] | None = None,
         rationale: list[dict[str, Any]] | None = None,
         facts_decided: dict[str, str] | None = None,
+        budget: RunBudget | None = None,
     ) -> None:
         self._owned[run_id] = asyncio.current_task()
         recorder = _Recorder(self._store, run_id, spec, self.owner, lambda: self._abandon(run_id))
@@ -315,7 +344,14 @@ class RunService:
                 await listener(record)
 
         execution = Execution(
-            run_id, spec, data, self._dispatcher, on_step, records or {}, rationale if rationale else []
+            run_id,
+            spec,
+            data,
+            self._dispatcher,
+            on_step,
+            records or {},
+            rationale if rationale else [],
+            budget,
         )
         try:
             # Every request this run sends carries its depth + 1: a delegation loop stops at the limit.
@@ -327,6 +363,11 @@ class RunService:
         except LeaseLost:
             await recorder.drain()
             logger.warning("lease lost; another replica took the run over", extra={"run_id": run_id})
+        except BudgetExceeded as exceeded:
+            await recorder.drain()
+            await self._opened(run_id)
+            with contextlib.suppress(LeaseLost):
+                await self._finish_stopped(run_id, exceeded, execution)
         except asyncio.CancelledError:
             await recorder.drain()
             current = asyncio.current_task()
@@ -413,9 +454,36 @@ class RunService:
             rationale=execution.rationale,
             review=None,
             finished_at=time.time(),
+            budget=execution.budget.record() if execution.budget else None,
         )
         await self._audit.append(
             AuditEvent("orchestrator", "run.complete", COMPLETED, run_id=run_id, details=_summary(result))
+        )
+
+    async def _finish_stopped(self, run_id: str, exceeded: BudgetExceeded, execution: Execution) -> None:
+        """Record the run as stopped by its budget, with what it spent, and audit the stop."""
+        assert execution.budget is not None
+        budget = execution.budget.record()
+        await self._store.update(
+            run_id,
+            fence=self.owner,
+            status=BUDGET_EXCEEDED,
+            error={"reason": exceeded.reason, "message": exceeded.detail, "limit": exceeded.limit},
+            steps=_ordered(execution.workflow, execution.records),
+            rationale=execution.rationale,
+            review=None,
+            finished_at=time.time(),
+            budget=budget,
+        )
+        await self._audit.append(
+            AuditEvent(
+                "orchestrator",
+                "run.budget_stop",
+                BUDGET_EXCEEDED,
+                exceeded.reason,
+                run_id=run_id,
+                details=budget,
+            )
         )
 
     async def _request_review(self, run_id: str, review: dict[str, Any], **fields: Any) -> None:
@@ -481,8 +549,13 @@ class _Recorder:
             execution, self._latest = self._latest, None
             steps = _ordered(self._spec, execution.records)
             try:
+                budget = execution.budget.record() if execution.budget else None
                 await self._store.update(
-                    self._run_id, fence=self._owner, steps=steps, rationale=list(execution.rationale)
+                    self._run_id,
+                    fence=self._owner,
+                    steps=steps,
+                    rationale=list(execution.rationale),
+                    budget=budget,
                 )
             except LeaseLost:
                 self._lost()  # another replica owns the run now: this execution stops dispatching

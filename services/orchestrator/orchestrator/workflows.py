@@ -131,6 +131,28 @@ class StepSpec(BaseModel):
         return {ref.step for mapping in mappings for ref in references(mapping) if ref.step is not None}
 
 
+class BudgetSpec(BaseModel):
+    """Per-run limits (None: unlimited). A request may tighten them (`tightened`), never loosen them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: int | None = Field(default=None, ge=1)
+    wall_s: float | None = Field(default=None, gt=0)
+
+    def tightened(self, request: BudgetSpec | None) -> BudgetSpec:
+        """Each limit as the lower of the workflow's and the request's."""
+        if request is None:
+            return self
+        limits = {}
+        for name in type(self).model_fields:
+            mine, theirs = getattr(self, name), getattr(request, name)
+            limits[name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
+        return BudgetSpec(**limits)
+
+    def limits(self) -> dict[str, float]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -175,6 +197,7 @@ class WorkflowSpec(BaseModel):
     input_schema: dict[str, Any]
     steps: list[StepSpec] = Field(min_length=1)
     facts: list[FactSpec] = Field(default_factory=list)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
     synthesis: str
 
     @model_validator(mode="after")

@@ -1,0 +1,154 @@
+"""Run budgets around the engine and the run service: the tasks limit caps a fan-out before dispatch, the
+wall-time limit cancels what is under way, a request may tighten a workflow's limits but never loosen
+them, and a stopped run records what it spent and is audited. Real SQLite; the agents are the engine
+tests' in-process stand-in (through real processes: `tests/integration/test_durable_runs.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord.audit import AuditLog
+from accord.errors import AccordError
+from accord.storage import create_engine
+from orchestrator.budgets import budget_from_header, budget_from_object
+from orchestrator.run_store import RunStore
+from orchestrator.runs import RunService
+from orchestrator.workflows import BudgetSpec, WorkflowSpec
+from tests.stand_in_dispatcher import StandInDispatcher, answer
+
+WAIT_S = 10.0
+
+
+def fan_out(width: int, budget: dict[str, Any] | None = None) -> WorkflowSpec:
+    return WorkflowSpec.model_validate(
+        {
+            "name": "wide",
+            "version": 1,
+            "description": f"{width} parallel steps",
+            "input_schema": {"type": "object"},
+            "steps": [{"id": f"s{i}", "skill": "work"} for i in range(width)],
+            "budget": budget or {},
+            "synthesis": "collect",
+        }
+    )
+
+
+async def service(
+    tmp_path: Path, spec: WorkflowSpec, dispatcher: StandInDispatcher
+) -> tuple[RunService, AuditLog]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}")
+    store, audit = RunStore(engine), AuditLog(engine, "orchestrator")
+    await store.initialize()
+    await audit.initialize()
+    return RunService({spec.name: spec}, dispatcher, store, audit), audit
+
+
+def test_a_request_tightens_a_budget_and_never_loosens_it() -> None:
+    workflow = BudgetSpec(tasks=10)
+    assert workflow.tightened(BudgetSpec(tasks=50)).tasks == 10
+    assert workflow.tightened(BudgetSpec(tasks=5, wall_s=3)) == BudgetSpec(tasks=5, wall_s=3)
+    assert workflow.tightened(None) == workflow
+    assert BudgetSpec().tightened(BudgetSpec(wall_s=2.5)).wall_s == 2.5
+
+
+def test_budget_requests_are_parsed_strictly() -> None:
+    assert budget_from_header("tasks=50, wall_s=2.5") == BudgetSpec(tasks=50, wall_s=2.5)
+    assert budget_from_header(None) is None
+    assert budget_from_object({"tasks": 3.0}) == BudgetSpec(tasks=3)
+    for bad in ("tasks", "tasks=-1", "tasks=0", "cost=5", "tasks=1; wall_s=2", "x" * 300):
+        with pytest.raises(AccordError) as refused:
+            budget_from_header(bad)
+        assert refused.value.reason == "invalid_input", bad
+    for bad_object in ([1], {"tasks": "many"}, {"tasks": 1.5}, {"unknown": 1}):
+        with pytest.raises(AccordError):
+            budget_from_object(bad_object)
+
+
+async def test_a_fan_out_of_a_thousand_under_a_budget_of_fifty_sends_at_most_fifty(tmp_path: Path) -> None:
+    dispatcher = StandInDispatcher({"work": answer({"v": 1}, delay_s=0.01)})
+    spec = fan_out(1000, {"tasks": 50})
+    runs, audit = await service(tmp_path, spec, dispatcher)
+
+    run = await runs.run(spec, {}, "test")
+
+    assert len(dispatcher.calls) <= 50
+    assert run["status"] == "budget_exceeded"
+    assert (run["error"]["reason"], run["error"]["limit"]) == ("budget_exceeded", "tasks")
+    assert run["budget"]["limits"] == {"tasks": 50}
+    assert run["budget"]["spent"]["tasks"] == len(dispatcher.calls)
+    assert run["budget"]["exceeded"] == "tasks"
+    statuses = [step["status"] for step in run["steps"]]
+    assert statuses.count("skipped") >= 950
+    assert all(
+        step["skipped"]["reason"] == "budget_exceeded" for step in run["steps"] if step["status"] == "skipped"
+    )
+    assert any(note["kind"] == "budget" for note in run["rationale"])
+    [stop] = [r for r in await audit.records(run["id"]) if r["action"] == "run.budget_stop"]
+    assert (stop["outcome"], stop["reason"]) == ("budget_exceeded", "budget_exceeded")
+    assert stop["details"]["spent"]["tasks"] == len(dispatcher.calls)
+
+
+async def test_a_request_budget_below_the_workflows_stops_the_run_sooner(tmp_path: Path) -> None:
+    dispatcher = StandInDispatcher({"work": answer({"v": 1})})
+    spec = fan_out(30, {"tasks": 20})
+    runs, _audit = await service(tmp_path, spec, dispatcher)
+
+    run = await runs.run(spec, {}, "test", budget=BudgetSpec(tasks=4))
+
+    assert len(dispatcher.calls) == 4
+    assert run["budget"]["limits"] == {"tasks": 4}
+
+
+async def test_a_run_within_its_budget_completes_and_records_what_it_spent(tmp_path: Path) -> None:
+    dispatcher = StandInDispatcher({"work": answer({"v": 1})})
+    spec = fan_out(5, {"tasks": 5, "wall_s": 30})
+    runs, _audit = await service(tmp_path, spec, dispatcher)
+
+    run = await runs.run(spec, {}, "test")
+
+    assert run["status"] == "completed"
+    assert run["budget"]["spent"]["tasks"] == 5
+    assert run["budget"]["exceeded"] is None
+    assert 0 <= run["budget"]["spent"]["wall_s"] < 30
+
+
+async def test_when_wall_time_is_spent_the_steps_under_way_are_cancelled(tmp_path: Path) -> None:
+    dispatcher = StandInDispatcher({"work": answer({"v": 1}, delay_s=WAIT_S)})
+    spec = fan_out(3, {"wall_s": 0.3})
+    runs, _audit = await service(tmp_path, spec, dispatcher)
+
+    run = await runs.run(spec, {}, "test")
+
+    assert run["status"] == "budget_exceeded"
+    assert run["error"]["limit"] == "wall_s"
+    assert run["finished_at"] - run["created_at"] < WAIT_S / 2, "the slow steps were not waited for"
+    for step in run["steps"]:
+        assert (step["status"], step["error"]["reason"]) == ("failed", "budget_exceeded")
+        assert step["error"]["message"].startswith("cancelled")
+
+
+async def test_retries_count_against_the_tasks_budget(tmp_path: Path) -> None:
+    async def flaky(_data: dict[str, Any]) -> dict[str, Any]:
+        raise AccordError("agent_unavailable", "down")
+
+    dispatcher = StandInDispatcher({"work": flaky})
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "wide",
+            "version": 1,
+            "description": "one step retried",
+            "input_schema": {"type": "object"},
+            "steps": [{"id": "only", "skill": "work", "retries": 5}],
+            "budget": {"tasks": 3},
+            "synthesis": "collect",
+        }
+    )
+    runs, _audit = await service(tmp_path, spec, dispatcher)
+
+    run = await runs.run(spec, {}, "test")
+
+    assert len(dispatcher.calls) == 3
+    assert (run["status"], run["budget"]["spent"]["tasks"]) == ("budget_exceeded", 3)
