@@ -23,6 +23,7 @@ from gateway.oauth import OAuthConfig, OAuthDeps, build_oauth, create_oauth_rout
 from gateway.policy import PolicyStore, tool_scope
 from gateway.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.relay import Relay
+from gateway.run_budget import MemoryRunToolCalls, RedisRunToolCalls, RunToolCalls
 from gateway.settings import GatewaySettings
 from gateway.tool_access import PolicyScopeBound, policy_visibility
 from gateway.upstream_routes import upstreams_router
@@ -80,6 +81,9 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         key_trusted=keys_still_trusted({**trusted, config.issuer: oauth.ring}),
     )
     limiter: RateLimiter = RedisRateLimiter(oauth.redis) if oauth.redis is not None else MemoryRateLimiter()
+    run_tool_calls: RunToolCalls = (
+        RedisRunToolCalls(oauth.redis) if oauth.redis is not None else MemoryRunToolCalls()
+    )
     federation = Federation(settings, audit_log, LayerVerdictAuthorizer(), policy_visibility(policy))
     mcp_app = federation.http_app(
         TransportSecuritySettings(
@@ -98,6 +102,7 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         oauth.grants,
         limiter,
         audit_log,
+        run_tool_calls,
     )
 
     @asynccontextmanager

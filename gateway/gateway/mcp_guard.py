@@ -37,6 +37,7 @@ from gateway.challenges import Rejection, send_rejection
 from gateway.oauth.grants import GrantAuthority, GrantError
 from gateway.policy import PolicyStore, Subject, tool_scope
 from gateway.rate_limit import RateLimiter
+from gateway.run_budget import RunToolCalls
 from gateway.tool_audit import ACTION as TOOL_CALL_ACTION
 from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
 
@@ -73,6 +74,7 @@ class McpGuard:
         grants: GrantAuthority,
         limiter: RateLimiter,
         audit: AuditLog,
+        run_tool_calls: RunToolCalls,
     ) -> None:
         self.app = app
         self._config = config
@@ -81,6 +83,7 @@ class McpGuard:
         self._grants = grants
         self._limiter = limiter
         self._audit = audit
+        self._run_tool_calls = run_tool_calls
         self._tool_audit = ToolCallAudit(audit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -195,6 +198,12 @@ class McpGuard:
         verdict = policy.decide(caller.subject, tool, arguments, caller.claims.bindings)
         if not verdict.allowed:
             return Rejection(AccordError("policy_denied", verdict.detail), rule=verdict.rule), verdict.rule
+        limit, run = caller.claims.tool_call_limit, caller.claims.wf
+        if limit is not None and run is not None and await self._run_tool_calls.take(run) > limit:
+            error = AccordError(
+                "budget_exceeded", f"run {run[:64]} has used its budget of {limit} tool calls"
+            )
+            return Rejection(error, rule=verdict.rule), verdict.rule
         return None, verdict.rule
 
     # --- refusing -------------------------------------------------------------------------------------

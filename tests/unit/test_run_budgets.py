@@ -152,3 +152,33 @@ async def test_retries_count_against_the_tasks_budget(tmp_path: Path) -> None:
 
     assert len(dispatcher.calls) == 3
     assert (run["status"], run["budget"]["spent"]["tasks"]) == ("budget_exceeded", 3)
+
+
+async def test_a_tool_call_the_gateway_refused_for_the_budget_stops_the_run_without_retrying(
+    tmp_path: Path,
+) -> None:
+    async def over_budget(_data: dict[str, Any]) -> dict[str, Any]:
+        raise AccordError("agent_failed", "agent failed the step", agent_reason="budget_exceeded")
+
+    dispatcher = StandInDispatcher({"work": over_budget})
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "wide",
+            "version": 1,
+            "description": "one step whose agent's tool call is refused",
+            "input_schema": {"type": "object"},
+            "steps": [{"id": "only", "skill": "work", "retries": 3}],
+            "budget": {"tool_calls": 2},
+            "synthesis": "collect",
+        }
+    )
+    runs, _audit = await service(tmp_path, spec, dispatcher)
+
+    run = await runs.run(spec, {}, "test")
+
+    assert len(dispatcher.calls) == 1
+    assert (run["status"], run["error"]["limit"], run["budget"]["exceeded"]) == (
+        "budget_exceeded",
+        "tool_calls",
+        "tool_calls",
+    )

@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Integer,
     MetaData,
     RowMapping,
     String,
@@ -48,6 +49,7 @@ _GRANT_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "resourc
 _BINDING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_BINDINGS = 32
 MAX_BINDING_CHARS = 256
+MAX_TOOL_CALL_LIMIT = 1_000_000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 
 _metadata = MetaData()
@@ -67,9 +69,11 @@ grants_table = Table(
     Column("revoked", Boolean, nullable=False, default=False),
     Column("skill", String(128), nullable=True),
     Column("bindings", JSON, nullable=True),
+    # The run's limit on tool calls, which `/mcp` enforces per run (`gateway.run_budget`).
+    Column("tool_call_limit", Integer, nullable=True),
 )
 # Columns added after the first release: created on existing databases at startup.
-_ADDED_COLUMNS = {"skill": "VARCHAR(128)", "bindings": "JSON"}
+_ADDED_COLUMNS = {"skill": "VARCHAR(128)", "bindings": "JSON", "tool_call_limit": "INTEGER"}
 
 
 class GrantError(AccordError):
@@ -95,6 +99,7 @@ class TaskGrant:
     revoked: bool = False
     skill: str | None = None
     bindings: Mapping[str, Any] = field(default_factory=dict)
+    tool_call_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,7 @@ def _from_row(row: RowMapping) -> TaskGrant:
         revoked=row["revoked"],
         skill=row["skill"],
         bindings=dict(row["bindings"] or {}),
+        tool_call_limit=row["tool_call_limit"],
     )
 
 
@@ -246,18 +252,24 @@ class GrantAuthority:
         subject: str | None = None,
         skill: str | None = None,
         bindings: Mapping[str, Any] | None = None,
+        tool_call_limit: int | None = None,
     ) -> IssuedGrant:
         """A grant for `agent` to use `scopes` ∩ its policy for task `task` of workflow `wf` until `deadline`.
 
         `delegated_by` is the orchestrator client that dispatches the step; `subject` is the principal the
         work is done for (the orchestrator itself when not given); `skill` names the step's skill and
-        `bindings` the values its tool arguments are held to.
+        `bindings` the values its tool arguments are held to; `tool_call_limit` the run's budget of tool
+        calls, which every token exchanged from the grant carries for `/mcp` to enforce.
         """
         requested = frozenset(scopes)
         try:
             grant, dropped = await self._bounded_grant(
                 agent, requested, wf, task, deadline, audience, delegated_by, subject, skill, bindings
             )
+            if tool_call_limit is not None:
+                if isinstance(tool_call_limit, bool) or not 0 <= tool_call_limit <= MAX_TOOL_CALL_LIMIT:
+                    raise AccordError("invalid_input", "the tool-call budget must be a whole number >= 0")
+                grant = replace(grant, tool_call_limit=tool_call_limit)
         except AccordError as exc:
             await self._record(
                 "oauth.grant.issue",
@@ -287,6 +299,7 @@ class GrantAuthority:
             dropped_scopes=sorted(dropped),
             binding_names=sorted(grant.bindings),
             expires_at=grant.expires_at,
+            tool_call_limit=grant.tool_call_limit,
         )
         return IssuedGrant(grant=grant, token=token, dropped_scopes=dropped)
 
@@ -355,6 +368,7 @@ class GrantAuthority:
             "jti": grant.grant_id,
             **({"skill": grant.skill} if grant.skill else {}),
             **({"bindings": dict(grant.bindings)} if grant.bindings else {}),
+            **({"tool_call_limit": grant.tool_call_limit} if grant.tool_call_limit is not None else {}),
         }
 
     @staticmethod
@@ -373,6 +387,7 @@ class GrantAuthority:
             "revoked": grant.revoked,
             "skill": grant.skill,
             "bindings": dict(grant.bindings),
+            "tool_call_limit": grant.tool_call_limit,
         }
 
     async def verify_grant(self, token: str) -> TaskGrant:

@@ -115,6 +115,7 @@ class TokenService:
             task=grant.task,
             grant_id=grant.grant_id,
             bindings=grant.bindings,
+            tool_call_limit=grant.tool_call_limit,
         )
         return IssuedToken(
             response={**self._body(token, lifetime, scopes), "issued_token_type": ACCESS_TOKEN_TYPE},

@@ -60,6 +60,8 @@ class CallTarget:
     deadline: float | None = None
     traceparent: str | None = None
     metadata_problem: str | None = None
+    # The run's budget of tool calls (`accord.budget.tool_calls`), written into the step's task grant.
+    tool_call_limit: int | None = None
 
     @property
     def is_send(self) -> bool:
@@ -100,6 +102,7 @@ def target_from_metadata(method: str, agent: str, metadata: object, traceparent:
         isinstance(deadline, bool) or not isinstance(deadline, int | float) or not math.isfinite(deadline)
     ):
         problem = "accord.deadline must be a number of seconds since the epoch"
+    limit, budget_problem = _tool_call_limit(metadata.get("accord.budget"))
     return CallTarget(
         method,
         agent,
@@ -108,8 +111,24 @@ def target_from_metadata(method: str, agent: str, metadata: object, traceparent:
         task=task if isinstance(task, str) else None,
         deadline=float(deadline) if isinstance(deadline, int | float) and problem is None else None,
         traceparent=traceparent,
-        metadata_problem=problem,
+        metadata_problem=problem or budget_problem,
+        tool_call_limit=limit,
     )
+
+
+def _tool_call_limit(budget: object) -> tuple[int | None, str | None]:
+    """The run's tool-call limit from `accord.budget`, or the problem with it."""
+    if budget is None:
+        return None, None
+    limit = budget.get("tool_calls") if isinstance(budget, Mapping) else None
+    if limit is None and isinstance(budget, Mapping):
+        return None, None
+    # JSON numbers arrive as floats through protobuf Struct: a whole one is a count.
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        return None, "accord.budget.tool_calls must be a whole number >= 0"
+    return limit, None
 
 
 class RelayGate:

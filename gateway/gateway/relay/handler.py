@@ -348,6 +348,7 @@ class RelayHandler(RequestHandler):
                     subject=admission.caller.sub,
                     skill=target.skill,
                     bindings=step_bindings(first_data(message.parts)),
+                    tool_call_limit=target.tool_call_limit,
                 )
             except AccordError as error:
                 raise a2a_refusal(error, _kind_for(error)) from None

@@ -23,8 +23,8 @@ from a2a.types import AgentCard, Part, TaskState
 from accord.cards import SkillSchemas, build_card, load_card_source
 from accord.delegation import depth_of
 from accord.errors import AccordError
-from accord.payloads import data_part, first_data, metadata_of, requested_skill
-from orchestrator.budgets import BUDGET_METADATA_KEY, budget_from_object
+from accord.payloads import BUDGET_METADATA_KEY, data_part, first_data, metadata_of, requested_skill
+from orchestrator.budgets import budget_from_object
 from orchestrator.engine import StepRecord
 from orchestrator.runs import RunService
 from orchestrator.workflows import WorkflowSpec

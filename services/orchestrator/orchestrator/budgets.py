@@ -1,12 +1,20 @@
 """A run's budget: what it may spend, what it has spent, and the stop when a limit is reached.
 
 Limits come from the workflow (`budget:`) and may be tightened, never loosened, per request: the REST
-header `Accord-Budget: tasks=50, wall_s=30` or, on A2A, the message metadata `accord.budget`
-(`{"tasks": 50, "wall_s": 30}`). Agent tasks are reserved before each dispatch (every try counts; a try a
-restarted orchestrator resumes was counted when it was first sent), so a fan-out asking for 1,000 tasks
-under a budget of 50 sends at most 50. Wall time runs from the run's creation. When a limit is reached no
-new work starts, the steps under way are cancelled, and the run ends `budget_exceeded` with what it spent.
-What was spent is part of the run's checkpoint, so a resumed run keeps counting where it stopped.
+header `Accord-Budget: tasks=50, tool_calls=100, wall_s=30` or, on A2A, the message metadata
+`accord.budget` (`{"tasks": 50, "wall_s": 30}`).
+
+* Agent tasks are reserved before each dispatch (every try counts; a try a restarted orchestrator resumes
+  was counted when it was first sent), so a fan-out asking for 1,000 tasks under a budget of 50 sends at
+  most 50.
+* Wall time runs from the run's creation.
+* Tool calls are counted where they happen, at the gateway: every step message carries the run's limit
+  (`accord.budget`), the relay writes it into the step's task grant, and the gateway refuses the run's
+  tool calls beyond it (`budget_exceeded`), whatever an agent does between two checks of the orchestrator.
+
+When the tasks or wall-time limit is reached no new work starts, the steps under way are cancelled, and
+the run ends `budget_exceeded` with what it spent. What was spent is part of the run's checkpoint, so a
+resumed run keeps counting where it stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from accord.errors import AccordError
 from orchestrator.workflows import BudgetSpec
 
 BUDGET_HEADER = "accord-budget"
-BUDGET_METADATA_KEY = "accord.budget"
 _MEMBER = re.compile(r"^\s*([a-z_]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*$")
 _MAX_HEADER = 256
 

@@ -233,6 +233,7 @@ class AgentDispatcher:
             task=step.step_id,
             deadline=time.time() + call.timeout_s,
             idempotency_key=step.key,
+            tool_call_limit=step.tool_call_limit,
         )
         request = SendMessageRequest(message=message)
         # The client streams only when the agent's card says it can; otherwise the send is unary.

@@ -436,6 +436,9 @@ class Execution:
                 self._record_attempts(record, task, tries, error.context.get("attempts", []), error.reason)
                 if "grant" in error.context:
                     record.grant = error.context["grant"]
+                if error.context.get("agent_reason") == "budget_exceeded":
+                    # The gateway refused the agent's tool call: the run's budget of tool calls is spent.
+                    raise self._tool_budget_spent(step_id) from None
                 if error.reason == "contract_violation" and not contract_retried:
                     contract_retried = True
                     self.note(step_id, "retry", f"{task}: {error.detail}; retrying once", reason=error.reason)
@@ -456,6 +459,13 @@ class Execution:
             self.note(step_id, "agent", _choice(skill, task, outcome), agent=outcome.agent)
             return outcome
 
+    def _tool_budget_spent(self, step_id: str) -> BudgetExceeded:
+        limit = self.budget.limits.tool_calls if self.budget else None
+        detail = (
+            f"{step_id}: the gateway refused a tool call, the run's budget of {limit} tool calls is spent"
+        )
+        return self.budget.trip("tool_calls", detail) if self.budget else BudgetExceeded("tool_calls", detail)
+
     def _attempt(self, record: StepRecord, task: str, tries: int, previous: dict[str, Any] | None) -> StepRef:
         """The try about to be sent: recorded as in flight, with whatever a previous process knew of it."""
         key = f"{self.run_id}:{task}:{tries}"
@@ -473,7 +483,8 @@ class Execution:
             record.agent, record.task_id = remote.agent, remote.task_id
             await self.listener(record)
 
-        return StepRef(self.run_id, task, key=key, resume=resume, on_accepted=accepted)
+        limit = self.budget.limits.tool_calls if self.budget else None
+        return StepRef(self.run_id, task, key=key, resume=resume, on_accepted=accepted, tool_call_limit=limit)
 
     @staticmethod
     def _record_attempts(

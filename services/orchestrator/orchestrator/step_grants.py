@@ -37,4 +37,6 @@ class StepRef:
     step_id: str
     key: str | None = None
     resume: RemoteTask | None = None
+    # The run's limit on tool calls, for the gateway to enforce (None: none).
+    tool_call_limit: int | None = None
     on_accepted: AcceptListener | None = field(default=None, compare=False, repr=False)

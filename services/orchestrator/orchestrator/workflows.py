@@ -137,6 +137,8 @@ class BudgetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tasks: int | None = Field(default=None, ge=1)
+    # Counted and enforced by the gateway: the relay writes the limit into each step's task grant.
+    tool_calls: int | None = Field(default=None, ge=0)
     wall_s: float | None = Field(default=None, gt=0)
 
     def tightened(self, request: BudgetSpec | None) -> BudgetSpec:

@@ -92,8 +92,9 @@ def keys_still_trusted(sources: Mapping[str, KeySource]) -> Callable[[str, str],
 class CachedTokenVerifier:
     """Verifies access tokens and caches the verified claims by token until `exp` (+ the allowed skew).
 
-    Claims that only this gateway can vouch for (`bindings`, `grant_id`) are dropped from tokens of other
-    trusted issuers, so a foreign issuer cannot satisfy an argument constraint bound to a task grant.
+    Claims that only this gateway can vouch for (`bindings`, `grant_id`, `tool_call_limit`) are dropped from
+    tokens of other trusted issuers, so a foreign issuer cannot satisfy an argument constraint bound to a
+    task grant, nor spend a run's budget of tool calls.
     """
 
     def __init__(
@@ -129,7 +130,7 @@ class CachedTokenVerifier:
             self._kids.pop(token, None)
         claims = await self._verifier.verify_async(token)
         if claims.iss != self._own_issuer:
-            claims = replace(claims, bindings={}, grant_id=None)
+            claims = replace(claims, bindings={}, grant_id=None, tool_call_limit=None)
         self._remember(token, claims)
         return claims
 

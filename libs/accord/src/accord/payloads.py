@@ -29,6 +29,9 @@ GRANT_RECORD_METADATA_KEY = "accord.grant_record"
 # resumed orchestrator re-sending an in-flight step) attaches to the first delivery's task outcome at the
 # agent instead of running the skill again.
 IDEMPOTENCY_METADATA_KEY = "accord.idempotency_key"
+# The run's budget as the relay must know it: {"tool_calls": N}, the run's limit on tool calls, which the
+# relay writes into each step's task grant for the gateway to enforce.
+BUDGET_METADATA_KEY = "accord.budget"
 MAX_IDEMPOTENCY_KEY_CHARS = 256
 
 
@@ -77,6 +80,7 @@ def skill_request(
     task: str | None = None,
     deadline: float | None = None,
     idempotency_key: str | None = None,
+    tool_call_limit: int | None = None,
 ) -> Message:
     """A user message that asks an agent to run one skill on one JSON input, with the step's task grant
     (or, through the relay, the run, step and deadline the relay issues that grant for)."""
@@ -88,6 +92,7 @@ def skill_request(
         (TASK_METADATA_KEY, task),
         (DEADLINE_METADATA_KEY, deadline),
         (IDEMPOTENCY_METADATA_KEY, idempotency_key),
+        (BUDGET_METADATA_KEY, None if tool_call_limit is None else {"tool_calls": tool_call_limit}),
     ):
         if value is not None:
             metadata[key] = value

@@ -101,11 +101,13 @@ def issue_access_token(
     grant_id: str | None = None,
     now: float | None = None,
     bindings: Mapping[str, Any] | None = None,
+    tool_call_limit: int | None = None,
 ) -> str:
     """An RFC 9068 access token (`typ: at+jwt`); `act` is the delegation chain, current actor first.
 
     `bindings` are the task's bound values (e.g. the account a ledger step may read), which the resource
-    server's argument constraints compare tool arguments against.
+    server's argument constraints compare tool arguments against; `tool_call_limit` is the budget of tool
+    calls of the run (`wf`) the token works for.
     """
     if lifetime_s <= 0:
         raise ValueError("lifetime_s must be positive")
@@ -126,6 +128,7 @@ def issue_access_token(
         "task": task,
         "grant_id": grant_id,
         "bindings": dict(bindings) if bindings else None,
+        "tool_call_limit": tool_call_limit,
     }
     claims.update({name: value for name, value in optional.items() if value is not None})
     return sign_jwt(ring, claims, ACCESS_TOKEN_TYP)
@@ -247,6 +250,13 @@ def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _optional_count(claims: Mapping[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise TokenError("malformed", f"claim {name} must be a whole number >= 0")
+    return value
+
+
 def _bindings_of(claims: Mapping[str, Any]) -> Mapping[str, Any]:
     bindings = claims.get("bindings")
     if bindings is None:
@@ -286,6 +296,7 @@ class AccessClaims:
     task: str | None = None
     grant_id: str | None = None
     bindings: Mapping[str, Any] = field(default_factory=dict)
+    tool_call_limit: int | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -311,6 +322,7 @@ class AccessClaims:
             task=_optional_str(claims, "task"),
             grant_id=_optional_str(claims, "grant_id"),
             bindings=_bindings_of(claims),
+            tool_call_limit=_optional_count(claims, "tool_call_limit"),
         )
 
 
