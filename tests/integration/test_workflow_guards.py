@@ -1,5 +1,6 @@
 """What stops cascading errors, through real processes: an agent whose output breaks its contract, facts
-no rule can reconcile, dataflow timing, and a workflow whose steps are served by an orchestrator.
+no rule can reconcile, dataflow timing, a workflow whose steps are served by an orchestrator, an agent that
+hangs (timed out and cancelled at the agent) and one that keeps failing (its circuit breaker opens).
 
 A mesh of its own (registry, gateway, the credit-risk specialists and their tool servers, the
 orchestrator as processes) runs the shipped credit-risk workflows plus the workflows written here, with a
@@ -30,6 +31,7 @@ from accord.agent import Agent, ToolBox
 from accord.agent.settings import AgentSettings
 from accord.agent.testing import RunningAgent, running_agent
 from accord.cards import build_card
+from accord.errors import AccordError
 from accord.mesh import MeshRunner
 from accord.topology import repo_root
 
@@ -51,6 +53,8 @@ SERVICES = {
     "orchestrator",
 }
 SHIPPED = ("credit-risk", "joint-credit-risk")
+HANG_TIMEOUT_S = 1.5
+BREAKER_FAILURES, BREAKER_OPEN_S = 3, 3.0
 
 WORKFLOWS: dict[str, dict[str, Any]] = {
     "contract-guard": {
@@ -84,6 +88,24 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
                 ],
                 "rules": ["prefer_specialist"],
             }
+        ],
+        "synthesis": "collect",
+    },
+    "hang-guard": {
+        "description": "A step whose agent hangs past its deadline, beside one that answers.",
+        "input_schema": {"type": "object"},
+        "steps": [
+            {"id": "hang", "skill": "scratch-hang", "timeout_s": HANG_TIMEOUT_S},
+            {"id": "fine", "skill": "scratch-fast"},
+        ],
+        "synthesis": "collect",
+    },
+    "breaker-guard": {
+        "description": "A step whose agent keeps failing, beside one that answers.",
+        "input_schema": {"type": "object"},
+        "steps": [
+            {"id": "flaky", "skill": "scratch-failing"},
+            {"id": "fine", "skill": "scratch-fast"},
         ],
         "synthesis": "collect",
     },
@@ -158,6 +180,8 @@ class Witness:
     received: list[dict[str, Any]] = field(default_factory=list)
     successor_started: asyncio.Event = field(default_factory=asyncio.Event)
     times: dict[str, float] = field(default_factory=dict)
+    hang_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    failing_calls: int = 0
 
 
 def sabotage_agent(witness: Witness) -> ScratchAgent:
@@ -167,6 +191,17 @@ def sabotage_agent(witness: Witness) -> ScratchAgent:
     async def classify(request: Ticket, _tools: ToolBox) -> Classification:
         witness.classified += 1
         return Classification(category="sabotage", confidence=0.9)
+
+    return agent
+
+
+def flaky_agent(witness: Witness) -> ScratchAgent:
+    agent = ScratchAgent("flaky-agent")
+
+    @agent.skill("scratch-failing")
+    async def failing(_request: Empty, _tools: ToolBox) -> Done:
+        witness.failing_calls += 1
+        raise AccordError("upstream_unavailable", "this agent's own backend is down")
 
     return agent
 
@@ -191,6 +226,15 @@ def recorder_agent(witness: Witness) -> ScratchAgent:
             async with asyncio.timeout(WAIT_S / 3):
                 await witness.successor_started.wait()
         witness.times["slow_finished"] = time.time()
+        return Done(done=True)
+
+    @agent.skill("scratch-hang")
+    async def hang(_request: Empty, _tools: ToolBox) -> Done:
+        try:
+            await asyncio.sleep(WAIT_S * 2)
+        except asyncio.CancelledError:
+            witness.hang_cancelled.set()  # the orchestrator's A2A cancel reached the running skill
+            raise
         return Done(done=True)
 
     @agent.skill("scratch-successor")
@@ -221,6 +265,7 @@ def write_delegation(path: Path) -> None:
         "orchestrator": ["*"],
         "sabotage-agent": ["*"],
         "recorder-agent": ["*"],
+        "flaky-agent": ["*"],
     }
     path.write_text(yaml.safe_dump({"version": 1, "callers": {"orchestrator": {"agents": agents}}}))
 
@@ -235,7 +280,11 @@ def guard_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunner]
         port_offset=PORT_OFFSET,
         only=SERVICES,
         extra_env={
-            "orchestrator": {"ACCORD_WORKFLOWS_DIR": str(root / "workflows")},
+            "orchestrator": {
+                "ACCORD_WORKFLOWS_DIR": str(root / "workflows"),
+                "ACCORD_BREAKER_FAILURES": str(BREAKER_FAILURES),
+                "ACCORD_BREAKER_OPEN_S": str(BREAKER_OPEN_S),
+            },
             "gateway": {"ACCORD_GATEWAY_DELEGATION_FILE": str(root / "delegation.yaml")},
             "registry": {"ACCORD_REGISTRY_ALLOW_PRIVATE_TARGETS": "true"},
         },
@@ -270,7 +319,7 @@ async def guards(guard_mesh: MeshRunner) -> AsyncIterator[Guards]:
                         state_dir=guard_mesh.state_dir / "test-agents",
                     )
                 )
-                for agent in (sabotage_agent(witness), recorder_agent(witness))
+                for agent in (sabotage_agent(witness), recorder_agent(witness), flaky_agent(witness))
             ]
             async with asyncio.timeout(WAIT_S):
                 await asyncio.gather(*(a.app.state.registration.wait() for a in agents))
@@ -406,3 +455,46 @@ async def test_a_step_served_by_an_orchestrator_runs_a_whole_workflow_one_delega
             )
             assert child["result"]["decision"] == decisions[role]
     assert run["delegation_depth"] == 0
+
+
+# --- timeouts and circuit breakers ----------------------------------------------------------------
+
+
+async def test_a_hanging_agent_is_timed_out_and_its_task_cancelled_while_the_run_goes_on(
+    guards: Guards,
+) -> None:
+    run = await start(guards.mesh, "hang-guard", {})
+    steps = steps_of(run)
+    assert (steps["hang"]["status"], steps["hang"]["error"]["reason"]) == ("failed", "timeout")
+    assert steps["hang"]["attempts"][-1]["outcome"] == "timed_out"
+    assert steps["fine"]["status"] == "completed"
+    # The agent's skill was stopped by the cancel, not left running until its own end.
+    async with asyncio.timeout(5):
+        await guards.witness.hang_cancelled.wait()
+
+
+async def test_an_agent_that_keeps_failing_is_taken_out_of_rotation_then_probed(guards: Guards) -> None:
+    witness = guards.witness
+    calls = witness.failing_calls
+    for _ in range(BREAKER_FAILURES):
+        run = await start(guards.mesh, "breaker-guard", {})
+        assert steps_of(run)["flaky"]["error"]["reason"] == "agent_failed"
+        assert steps_of(run)["fine"]["status"] == "completed"  # the run degrades, it does not stop
+    assert witness.failing_calls == calls + BREAKER_FAILURES
+
+    opened = await start(guards.mesh, "breaker-guard", {})
+    flaky = steps_of(opened)["flaky"]
+    assert (flaky["status"], flaky["error"]["reason"]) == ("failed", "agent_unavailable")
+    assert flaky["attempts"][0]["outcome"] == "circuit_open"
+    assert witness.failing_calls == calls + BREAKER_FAILURES, "an open breaker sends the agent nothing"
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = (await http.get(guards.mesh.url("orchestrator") + "/metrics")).text
+    assert (
+        'accord_circuit_breaker_state{agent="flaky-agent",service="orchestrator",state="open"} 1.0' in metrics
+    )
+
+    await asyncio.sleep(BREAKER_OPEN_S + 0.5)
+    await start(guards.mesh, "breaker-guard", {})  # half open: one probe goes through, fails, reopens
+    assert witness.failing_calls == calls + BREAKER_FAILURES + 1
+    await start(guards.mesh, "breaker-guard", {})
+    assert witness.failing_calls == calls + BREAKER_FAILURES + 1

@@ -19,10 +19,12 @@ from accord.gateway_keys import GatewayKeys
 from accord.message_signing import SIGNED_MESSAGE_EXTENSION, MessageVerifier
 from accord.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from accord.resource_metadata import resource_metadata_router, resource_metadata_url
-from accord.service import ReadinessCheck, create_service_app
+from accord.service import ReadinessCheck, create_service_app, service_metrics
 from accord.storage import create_engine
 from orchestrator.a2a_skills import WorkflowExecutor, orchestrator_card
 from orchestrator.api import create_api_router
+from orchestrator.breakers import STATES as BREAKER_STATES
+from orchestrator.breakers import CircuitBreakers
 from orchestrator.callers import CallerTrust, advertise_security
 from orchestrator.discovery import CachingRegistryClient
 from orchestrator.dispatch import AgentDispatcher
@@ -47,7 +49,10 @@ class Orchestrator:
         self.registry = CachingRegistryClient(settings.registry_url)
         self.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         self.gateway_keys = GatewayKeys(settings.gateway_url) if settings.gateway_url else None
-        self.dispatcher = AgentDispatcher(self.registry, settings.step_timeout_s, self._relay_link())
+        self.breakers = CircuitBreakers(settings.breaker_failures, settings.breaker_open_s)
+        self.dispatcher = AgentDispatcher(
+            self.registry, settings.step_timeout_s, self._relay_link(), self.breakers
+        )
         workflows = load_workflows(settings.workflows_dir)
         self.runs = RunService(
             workflows,
@@ -134,9 +139,24 @@ class Orchestrator:
             )
         )
         app.router.routes.extend(self.a2a.routes())
+        self._count_breakers(app)
         metadata_url = resource_metadata_url(self.settings.base_url, "")
         app.add_middleware(CallerGuard, authenticator=self.callers, resource_metadata=metadata_url)
         return app
+
+    def _count_breakers(self, app: FastAPI) -> None:
+        """Each agent's breaker state on `/metrics`: 1 for the state it is in, 0 for the others."""
+        gauge = service_metrics(app).gauge(
+            "accord_circuit_breaker_state",
+            "Each agent's circuit breaker state",
+            ["service", "agent", "state"],
+        )
+
+        def changed(agent: str, state: str) -> None:
+            for each in BREAKER_STATES:
+                gauge.labels("orchestrator", agent, each).set(1 if each == state else 0)
+
+        self.breakers.on_change = changed
 
 
 async def _caller_scopes() -> list[str]:

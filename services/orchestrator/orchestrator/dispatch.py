@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -23,6 +24,7 @@ import grpc
 import httpx
 from a2a.client import A2AClientError, Client, ClientCallContext
 from a2a.types import (
+    CancelTaskRequest,
     GetTaskRequest,
     Message,
     SendMessageRequest,
@@ -39,6 +41,7 @@ from accord.cards import skill_schemas
 from accord.errors import AccordError
 from accord.payloads import GRANT_RECORD_METADATA_KEY, first_data, metadata_of, skill_request, task_result
 from accord.registry_client import RegisteredAgent, RegistryClient
+from orchestrator.breakers import CircuitBreakers
 from orchestrator.relay_link import RelayLink, relay_failure
 from orchestrator.step_grants import RemoteTask, StepRef
 
@@ -60,6 +63,12 @@ _SETTLED = frozenset(
     }
 )
 _POLL_FIRST_S, _POLL_MAX_S = 0.01, 0.25
+CANCEL_TIMEOUT_S = 1.0
+# What an agent may say about the caller's own input: no fault of the agent's (nor worth a retry).
+CALLER_MISTAKES = frozenset({"invalid_input", "not_found", "unknown_skill", "policy_denied"})
+# What the gateway refused the agent's tools for (the run's budget, rate limits, scopes): no fault of the
+# agent's either.
+_REFUSED_FOR_THE_RUN = frozenset({"budget_exceeded", "rate_limited", "insufficient_scope"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class TaskAssembly:
         self.task: Task | None = None
         self.message: Message | None = None
         self.grant: dict[str, Any] | None = None
+        # Whether it is a task a previous process left with the agent (None: not looked for).
+        self.reattached: bool | None = None
 
     def apply(self, reply: Reply) -> None:
         record = metadata_of(reply).get(GRANT_RECORD_METADATA_KEY)
@@ -123,14 +134,24 @@ def _payload(event: StreamResponse) -> Reply:
 
 class AgentDispatcher:
     """Resolves skills through the registry, balances across agents, fails over when an agent is
-    unavailable. Without a relay (no gateway credentials) no step can be dispatched: every inter-agent
-    call goes through the gateway."""
+    unavailable or its circuit breaker is open (`orchestrator.breakers`). Without a relay (no gateway
+    credentials) no step can be dispatched: every inter-agent call goes through the gateway.
 
-    def __init__(self, registry: RegistryClient, timeout_s: float, relay: RelayLink | None = None) -> None:
+    The step's deadline is kept here: an agent that has not finished by then is told to stop (A2A
+    CancelTask through the relay, for the task it accepted) and the step fails `timeout`."""
+
+    def __init__(
+        self,
+        registry: RegistryClient,
+        timeout_s: float,
+        relay: RelayLink | None = None,
+        breakers: CircuitBreakers | None = None,
+    ) -> None:
         self._registry = registry
         self._timeout_s = timeout_s
         self._relay = relay
         self._turns = itertools.count()
+        self.breakers = breakers or CircuitBreakers()
 
     async def aclose(self) -> None:
         if self._relay is not None:
@@ -151,6 +172,7 @@ class AgentDispatcher:
         self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
     ) -> StepOutcome:
         timeout = timeout_s or self._timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout
         attempts: list[dict[str, Any]] = []
         last_error: AccordError | None = None
         candidates = await self.candidates(skill)
@@ -161,23 +183,37 @@ class AgentDispatcher:
         for agent in candidates:
             attempt: dict[str, Any] = {"agent": agent.name}
             attempts.append(attempt)
+            if not self.breakers.admit(agent.name):
+                attempt["outcome"] = "circuit_open"
+                last_error = AccordError(
+                    "agent_unavailable", f"{agent.name} is out of rotation (circuit open)"
+                )
+                continue
+            accepted: list[RemoteTask] = []
             started = time.perf_counter()
             try:
-                assembly = None
-                if agent is resumed:
-                    assembly = await self._relayed(agent, step, timeout, self._reattach)
-                    attempt["reattached"] = assembly is not None
-                if assembly is None:
-                    assembly = await self._relayed(
-                        agent, step, timeout, functools.partial(self._send, skill=skill, data=data)
+                async with asyncio.timeout_at(deadline):
+                    assembly = await self._attempt(
+                        agent, resumed, _watching(step, accepted), skill, data, timeout
                     )
+            except TimeoutError:
+                attempt["outcome"] = "timed_out"
+                self.breakers.failed(agent.name)
+                await self._cancel(agent, step, accepted)
+                error = AccordError("timeout", f"{agent.name} did not finish {skill} within {timeout:g}s")
+                raise _with_attempts(error, attempts) from None
             except AccordError as error:
+                if _agents_fault(error):
+                    self.breakers.failed(agent.name)
                 if error.reason != "agent_unavailable":
                     attempt.setdefault("outcome", "refused" if error.kind.http_status < 500 else "failed")
                     raise _with_attempts(error, attempts) from None
                 attempt["outcome"] = "unavailable"
                 last_error = error
                 continue
+            attempt["reattached"] = assembly.reattached if agent is resumed else None
+            if attempt["reattached"] is None:
+                del attempt["reattached"]
             latency_ms = (time.perf_counter() - started) * 1000
             attempt["outcome"] = "answered"
             if assembly.grant is not None:
@@ -186,10 +222,50 @@ class AgentDispatcher:
                 task = self._final_task(agent, assembly)
                 output = self._checked_output(agent, skill, task)
             except AccordError as error:
+                if _agents_fault(error):
+                    self.breakers.failed(agent.name)
                 raise _with_attempts(error, attempts) from None
+            self.breakers.succeeded(agent.name)
             return StepOutcome(agent.name, output, latency_ms, task.id, attempts, assembly.grant)
         assert last_error is not None
         raise _with_attempts(AccordError("agent_unavailable", last_error.detail), attempts)
+
+    async def _attempt(
+        self,
+        agent: RegisteredAgent,
+        resumed: RegisteredAgent | None,
+        step: StepRef,
+        skill: str,
+        data: dict[str, Any],
+        timeout: float,
+    ) -> TaskAssembly:
+        """One agent's try: re-attach to the task a previous process left with it, else send the step."""
+        if agent is resumed:
+            assembly = await self._relayed(agent, step, timeout, self._reattach)
+            if assembly is not None:
+                assembly.reattached = True
+                return assembly
+        sent = await self._relayed(
+            agent, step, timeout, functools.partial(self._send, skill=skill, data=data)
+        )
+        sent.reattached = False
+        return sent
+
+    async def _cancel(self, agent: RegisteredAgent, step: StepRef, accepted: list[RemoteTask]) -> None:
+        """Tell the agent to stop the task it accepted for a step that ran out of time (best effort: the
+        step has failed whatever the agent answers)."""
+        if not accepted:
+            return
+
+        async def cancel(call: _Call) -> None:
+            async with self._relaying(call):
+                client = await call.relay.client_for(call.agent)
+                await client.cancel_task(CancelTaskRequest(id=accepted[-1].task_id), context=call.context())
+
+        try:
+            await self._relayed(agent, step, CANCEL_TIMEOUT_S, cancel)
+        except (AccordError, _UnknownTask, TimeoutError) as error:
+            logger.info("cancel not confirmed", extra={"agent": agent.name, "error": type(error).__name__})
 
     @staticmethod
     def _resumable(candidates: list[RegisteredAgent], step: StepRef) -> RegisteredAgent | None:
@@ -346,6 +422,26 @@ class AgentDispatcher:
 
 class _UnknownTask(Exception):
     """The relay or the agent does not know the task asked for."""
+
+
+def _agents_fault(error: AccordError) -> bool:
+    """A failure that counts against the agent's breaker (not the caller's own bad input)."""
+    if error.reason in ("agent_unavailable", "contract_violation"):
+        return True
+    reported = error.context.get("agent_reason")
+    return error.reason == "agent_failed" and reported not in CALLER_MISTAKES | _REFUSED_FOR_THE_RUN
+
+
+def _watching(step: StepRef, accepted: list[RemoteTask]) -> StepRef:
+    """The step, noting the task its agent accepts (to cancel it should the step run out of time)."""
+    listener = step.on_accepted
+
+    async def noted(remote: RemoteTask) -> None:
+        accepted.append(remote)
+        if listener is not None:
+            await listener(remote)
+
+    return dataclasses.replace(step, on_accepted=noted)
 
 
 @dataclass

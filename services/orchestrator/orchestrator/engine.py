@@ -30,7 +30,7 @@ from accord.errors import AccordError
 from orchestrator import faults
 from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.contracts import check_critic_output, check_step_output, confidence_of
-from orchestrator.dispatch import StepOutcome
+from orchestrator.dispatch import CALLER_MISTAKES, StepOutcome
 from orchestrator.step_grants import RemoteTask, StepRef
 from orchestrator.workflows import CriticSpec, Scope, StepSpec, WorkflowSpec, lookup, resolve
 
@@ -40,8 +40,10 @@ SETTLED = frozenset({"completed", "failed", "skipped", "waiting_review", "blocke
 FINAL = frozenset({"completed", "failed", "skipped"})
 # A failure worth another attempt; what the agent itself called a bad request is not.
 RETRYABLE = frozenset({"agent_unavailable", "timeout", "agent_failed"})
-CALLER_MISTAKES = frozenset({"invalid_input", "not_found", "unknown_skill", "policy_denied"})
 RETRY_BASE_DELAY_S = 0.05
+# The dispatcher keeps a step's deadline itself (and cancels the agent's task when it passes); this is the
+# engine's backstop behind it, late enough for that cancel to go out.
+DISPATCH_GRACE_S = 1.5
 
 
 class Dispatcher(Protocol):
@@ -427,7 +429,7 @@ class Execution:
             previous = None
             try:
                 faults.reached("before_dispatch")
-                async with _deadline(timeout_s, skill):
+                async with _deadline(timeout_s, skill, DISPATCH_GRACE_S):
                     outcome = await self.dispatcher.dispatch(skill, data, step, timeout_s)
                 faults.reached("after_completed")
                 check(outcome.agent, outcome.output)
@@ -499,12 +501,12 @@ class Execution:
 
 
 @contextlib.asynccontextmanager
-async def _deadline(timeout_s: float | None, skill: str) -> AsyncIterator[None]:
+async def _deadline(timeout_s: float | None, skill: str, grace_s: float = 0.0) -> AsyncIterator[None]:
     if timeout_s is None:
         yield
         return
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s + grace_s):
             yield
     except TimeoutError:
         raise AccordError("timeout", f"{skill} did not answer within {timeout_s:g}s") from None

@@ -39,6 +39,10 @@ class OrchestratorSettings(ServiceSettings):
     trusted_issuers: dict[str, str] = Field(default_factory=dict)
     # This API's resource indicator (RFC 8707), the audience its tokens must name. Default: the base URL.
     api_resource: str | None = None
+    # Circuit breakers per agent: failures in a row that take an agent out of rotation, and for how long
+    # before one step probes it again.
+    breaker_failures: int = Field(default=3, ge=1, le=100)
+    breaker_open_s: float = Field(default=15.0, gt=0, le=3600)
     # Clock skew tolerated on a caller's token `exp`/`nbf` (bounded, like the gateway's).
     token_leeway_s: int = Field(default=30, ge=0, le=120)
 
