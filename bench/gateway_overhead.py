@@ -36,7 +36,7 @@ from accord.mesh import MeshRunner
 from accord.storage import create_engine
 from accord.topology import repo_root
 
-PORT_OFFSET = int(os.environ.get("ACCORD_BENCH_PORT_OFFSET", "24000"))
+PORT_OFFSET = int(os.environ.get("ACCORD_BENCH_PORT_OFFSET", "12000"))
 RATE = float(os.environ.get("ACCORD_BENCH_RATE", "100"))  # calls per second
 FIXED_SECONDS = float(os.environ.get("ACCORD_BENCH_SECONDS", "10"))
 SATURATION_CLIENTS = int(os.environ.get("ACCORD_BENCH_CLIENTS", "8"))

@@ -54,7 +54,7 @@ from accord.topology import load_topology
 FANOUTS = tuple(int(n) for n in os.environ.get("ACCORD_BENCH_FANOUTS", "5,50,200").split(","))
 WORK_MS = float(os.environ.get("ACCORD_BENCH_WORK_MS", "250"))
 REPEATS = int(os.environ.get("ACCORD_BENCH_REPEATS", "5"))
-PORT_OFFSET = int(os.environ.get("ACCORD_BENCH_PORT_OFFSET", "25000"))
+PORT_OFFSET = int(os.environ.get("ACCORD_BENCH_PORT_OFFSET", "13000"))
 TARGETS_MS = {5: 10.0, 50: 60.0}
 TARGET_RATIO_200 = 1.5
 HOST = "127.0.0.1"

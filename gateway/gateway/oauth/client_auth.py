@@ -6,7 +6,6 @@ the key registered for the client, must be addressed to this server, be short-li
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import time
@@ -22,7 +21,7 @@ from accord.tokens import TokenError, verify_jwt
 from gateway.oauth import errors
 from gateway.oauth.clients import PRIVATE_KEY_JWT, ClientRegistry, OAuthClient
 from gateway.oauth.replay import ReplayGuard
-from gateway.oauth.secret_hashing import decoy_hash, verify_secret
+from gateway.oauth.secret_hashing import SecretCheck, decoy_hash
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _ASSERTION_CLAIMS = ("iss", "sub", "aud", "exp", "jti")
@@ -84,6 +83,7 @@ class ClientAuthenticator:
     ) -> None:
         self._clients = clients
         self._replay = replay
+        self._secrets = SecretCheck()
         self._audiences = assertion_audiences
         self._max_lifetime_s = max_assertion_lifetime_s
         self._leeway_s = leeway_s
@@ -111,8 +111,7 @@ class ClientAuthenticator:
     async def _by_secret(self, client_id: str, secret: str, method: str) -> AuthenticatedClient:
         client = await self._clients.get(client_id) if client_id else None
         stored = client.secret_hash if client is not None and client.secret_hash else decoy_hash()
-        # scrypt is deliberately slow; keep it off the event loop.
-        matches = await asyncio.to_thread(verify_secret, secret, stored)
+        matches = await self._secrets.matches(secret, stored)
         if client is None or client.secret_hash is None or not matches:
             raise errors.invalid_client("client authentication failed")
         return AuthenticatedClient(client, method)

@@ -30,16 +30,15 @@ from sqlalchemy import (
     RowMapping,
     String,
     Table,
-    inspect,
     select,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accord.audit import AuditEvent, AuditLog
 from accord.errors import AccordError
 from accord.keys import Clock, KeyRing
+from accord.storage import add_missing_columns
 from accord.tokens import AccessClaims, TokenError, act_chain_of, act_claim, sign_jwt, verify_jwt
 from gateway.oauth.clients import ClientRegistry, OAuthClient
 
@@ -200,16 +199,6 @@ def _from_row(row: RowMapping) -> TaskGrant:
     )
 
 
-def _add_missing_columns(conn: Connection) -> None:
-    # The engine may place unqualified tables in another schema (`schema_translate_map`); look there.
-    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)
-    present = {column["name"] for column in inspect(conn).get_columns(grants_table.name, schema=schema)}
-    table = f'"{schema}".{grants_table.name}' if schema else grants_table.name
-    for name, sql_type in _ADDED_COLUMNS.items():
-        if name not in present:
-            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-
-
 class GrantAuthority:
     """Issues, verifies and revokes task grants; every decision is audited."""
 
@@ -238,7 +227,7 @@ class GrantAuthority:
     async def initialize(self) -> None:
         async with self._engine.begin() as conn:
             await conn.run_sync(_metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+            await conn.run_sync(add_missing_columns, grants_table, _ADDED_COLUMNS)
 
     async def issue_grant(
         self,

@@ -1,12 +1,22 @@
-"""Client secrets at rest: salted scrypt hashes (memory-hard; argon2 is not a dependency here)."""
+"""Client secrets at rest: salted scrypt hashes (memory-hard; argon2 is not a dependency here).
+
+scrypt costs tens of milliseconds of CPU by design, and every agent authenticates at the token endpoint for
+each step it runs (its grant exchange). `SecretCheck` pays it once per client secret and `ttl_s`: a secret
+that verified is remembered as an HMAC under a key that lives only in this process, and compared in
+constant time; a wrong secret always costs the full scrypt, so timing tells nothing about it, and a
+rotated secret (a new stored hash) is checked afresh.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 
 _SCHEME = "scrypt"
 _N, _R, _P = 2**14, 8, 1
@@ -64,3 +74,32 @@ def new_client_secret() -> str:
 def decoy_hash() -> str:
     """Checked against when the client is unknown, so unknown and known ids take about the same time."""
     return hash_secret(secrets.token_urlsafe(16))
+
+
+class SecretCheck:
+    """`verify_secret` off the event loop, with a memory of recent successes (see the module doc)."""
+
+    def __init__(
+        self, ttl_s: float = 300.0, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._key = secrets.token_bytes(32)
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._verified: dict[str, tuple[bytes, float]] = {}  # stored hash -> (tag of the secret, when)
+
+    async def matches(self, secret: str, stored: str) -> bool:
+        tag = hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
+        known = self._verified.get(stored)
+        if (
+            known is not None
+            and self._clock() - known[1] < self._ttl_s
+            and hmac.compare_digest(known[0], tag)
+        ):
+            return True
+        if not await asyncio.to_thread(verify_secret, secret, stored):
+            return False
+        if len(self._verified) >= self._max_entries:
+            self._verified.clear()
+        self._verified[stored] = (tag, self._clock())
+        return True

@@ -49,7 +49,11 @@ WORKFLOW_TAG = "workflow"
 
 
 def orchestrator_card(workflows: dict[str, WorkflowSpec], base_url: str, grpc_address: str) -> AgentCard:
+    """The card: one skill per workflow. Its version is the card source's followed by the sum of the
+    workflows' versions, so a workflow edited (and, as the schema asks, re-versioned) or added yields a
+    newer card, which the registry accepts where it would quarantine a changed card of the same version."""
     source = load_card_source("orchestrator")
+    source["version"] = f"{source['version']}.{sum(spec.version for spec in workflows.values())}"
     source["skills"] = [
         {
             "id": spec.name,

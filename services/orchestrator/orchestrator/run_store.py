@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from accord.storage import add_missing_columns
+
 RUNNING = "running"
 
 _metadata = MetaData()
@@ -46,6 +48,8 @@ runs_table = Table(
     Column("lease_expires_at", Float, nullable=True),
 )
 _LEASE_COLUMNS = ("owner", "lease_expires_at")
+# Columns added after databases existed: created on them at startup.
+_ADDED_COLUMNS = {"budget": "JSON"}
 
 
 class LeaseLost(Exception):
@@ -59,6 +63,7 @@ class RunStore:
     async def initialize(self) -> None:
         async with self._engine.begin() as conn:
             await conn.run_sync(_metadata.create_all)
+            await conn.run_sync(add_missing_columns, runs_table, _ADDED_COLUMNS)
 
     async def create(self, run: dict[str, Any]) -> None:
         async with self._engine.begin() as conn:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, inspect
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -35,3 +37,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def add_missing_columns(conn: Connection, table: Table, columns: Mapping[str, str]) -> None:
+    """Add the nullable `columns` ({name: SQL type}) a table gained after a database was created
+    (`metadata.create_all` creates missing tables, never missing columns). Run with `conn.run_sync`."""
+    # The engine may place unqualified tables in another schema (`schema_translate_map`); look there.
+    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)
+    present = {column["name"] for column in inspect(conn).get_columns(table.name, schema=schema)}
+    qualified = f'"{schema}".{table.name}' if schema else table.name
+    for name, sql_type in columns.items():
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE {qualified} ADD COLUMN {name} {sql_type}")

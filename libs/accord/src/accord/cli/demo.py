@@ -27,8 +27,13 @@ def run_demo(orchestrator_url: str, auth: httpx.Auth, count: int, echo: Callable
     with httpx.Client(base_url=orchestrator_url, auth=auth, timeout=60.0) as client:
         for applicant in sample_applicants(count):
             body = {k: applicant[k] for k in WORKFLOW_INPUT_FIELDS if k in applicant}
-            response = client.post("/v1/workflows/credit-risk/runs", params={"wait": 30}, json=body)
-            run = response.json()
+            try:
+                response = client.post("/v1/workflows/credit-risk/runs", params={"wait": 30}, json=body)
+                run = response.json()
+            except (httpx.HTTPError, ValueError) as error:
+                echo(f"\n{applicant['name']}: no answer from the orchestrator ({type(error).__name__})")
+                ok = False
+                continue
             if response.status_code != 201 or run.get("status") != "completed":
                 echo(f"\n{applicant['name']}: run did not complete ({response.status_code}): {run}")
                 ok = False
