@@ -36,6 +36,20 @@ def fan_out(width: int, budget: dict[str, Any] | None = None) -> WorkflowSpec:
     )
 
 
+def one_step(budget: dict[str, Any], retries: int) -> WorkflowSpec:
+    return WorkflowSpec.model_validate(
+        {
+            "name": "wide",
+            "version": 1,
+            "description": "one step, retried",
+            "input_schema": {"type": "object"},
+            "steps": [{"id": "only", "skill": "work", "retries": retries}],
+            "budget": budget,
+            "synthesis": "collect",
+        }
+    )
+
+
 async def service(
     tmp_path: Path, spec: WorkflowSpec, dispatcher: StandInDispatcher
 ) -> tuple[RunService, AuditLog]:
@@ -135,17 +149,7 @@ async def test_retries_count_against_the_tasks_budget(tmp_path: Path) -> None:
         raise AccordError("agent_unavailable", "down")
 
     dispatcher = StandInDispatcher({"work": flaky})
-    spec = WorkflowSpec.model_validate(
-        {
-            "name": "wide",
-            "version": 1,
-            "description": "one step retried",
-            "input_schema": {"type": "object"},
-            "steps": [{"id": "only", "skill": "work", "retries": 5}],
-            "budget": {"tasks": 3},
-            "synthesis": "collect",
-        }
-    )
+    spec = one_step({"tasks": 3}, retries=5)
     runs, _audit = await service(tmp_path, spec, dispatcher)
 
     run = await runs.run(spec, {}, "test")
@@ -161,17 +165,7 @@ async def test_a_tool_call_the_gateway_refused_for_the_budget_stops_the_run_with
         raise AccordError("agent_failed", "agent failed the step", agent_reason="budget_exceeded")
 
     dispatcher = StandInDispatcher({"work": over_budget})
-    spec = WorkflowSpec.model_validate(
-        {
-            "name": "wide",
-            "version": 1,
-            "description": "one step whose agent's tool call is refused",
-            "input_schema": {"type": "object"},
-            "steps": [{"id": "only", "skill": "work", "retries": 3}],
-            "budget": {"tool_calls": 2},
-            "synthesis": "collect",
-        }
-    )
+    spec = one_step({"tool_calls": 2}, retries=3)
     runs, _audit = await service(tmp_path, spec, dispatcher)
 
     run = await runs.run(spec, {}, "test")

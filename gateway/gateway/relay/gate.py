@@ -22,7 +22,7 @@ from typing import Any
 from accord.audit import AuditEvent, AuditLog
 from accord.bearer import CachedTokenVerifier
 from accord.cards import skill_schemas
-from accord.errors import AccordError
+from accord.errors import AccordError, Refusal
 from accord.gateway_client import tool_scope
 from accord.registry_client import RegisteredAgent
 from accord.tokens import AccessClaims, TokenError
@@ -39,13 +39,8 @@ _AGENT = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 
 
-class Refused(AccordError):
-    """A refused admission; `cause` refines the reason (a token error's cause, for instance)."""
-
-    def __init__(self, reason: str, detail: str, cause: str | None = None, scope: str | None = None) -> None:
-        super().__init__(reason, detail)
-        self.cause = cause
-        self.scope = scope
+# A refused admission: the shared refusal, with the cause and scope its challenge and audit record need.
+Refused = Refusal
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from accord.a2a_errors import (
 from accord.audit import AuditEvent, AuditLog
 from accord.bearer import CachedTokenVerifier, bearer_of
 from accord.cards import JSONRPC_PATH, REST_PATH
-from accord.errors import AccordError
+from accord.errors import Refusal
 from accord.tokens import AccessClaims, TokenError
 from accord.trace_context import trace_id_of
 
@@ -104,13 +104,8 @@ class CallDescription:
     traceparent: str | None = None
 
 
-class CallerRefused(AccordError):
-    def __init__(
-        self, reason: str, detail: str | None = None, cause: str | None = None, scope: str = ""
-    ) -> None:
-        super().__init__(reason, detail)
-        self.cause = cause
-        self.scope = scope
+# A refused caller: the shared refusal (its cause for the audit record, its scope for the challenge).
+CallerRefused = Refusal
 
 
 @dataclass(frozen=True)
@@ -247,7 +242,7 @@ class CallerGuard:
             if refused.cause:
                 body["error"]["cause"] = refused.cause
         await send_http_refusal(
-            send, refused, body, scope=refused.scope or None, resource_metadata=self._resource_metadata
+            send, refused, body, scope=refused.scope, resource_metadata=self._resource_metadata
         )
 
 

@@ -102,6 +102,18 @@ class AccordError(Exception):
         return body
 
 
+class Refusal(AccordError):
+    """A refused call: `cause` refines the reason (a token error's cause, say), `scope` names the scope
+    an `insufficient_scope` refusal lacked (for the Bearer challenge)."""
+
+    def __init__(
+        self, reason: str, detail: str | None = None, cause: str | None = None, scope: str | None = None
+    ) -> None:
+        super().__init__(reason, detail)
+        self.cause = cause
+        self.scope = scope
+
+
 def as_accord_error(exc: BaseException) -> AccordError:
     """Map any exception to an AccordError without leaking its text."""
     if isinstance(exc, AccordError):
