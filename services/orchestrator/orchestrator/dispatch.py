@@ -41,6 +41,7 @@ from accord.cards import skill_schemas
 from accord.errors import AccordError
 from accord.payloads import GRANT_RECORD_METADATA_KEY, first_data, metadata_of, skill_request, task_result
 from accord.registry_client import RegisteredAgent, RegistryClient
+from accord.telemetry import invoke_agent
 from orchestrator.breakers import CircuitBreakers
 from orchestrator.relay_link import RelayLink, relay_failure
 from orchestrator.step_grants import RemoteTask, StepRef
@@ -192,10 +193,12 @@ class AgentDispatcher:
             accepted: list[RemoteTask] = []
             started = time.perf_counter()
             try:
-                async with asyncio.timeout_at(deadline):
-                    assembly = await self._attempt(
-                        agent, resumed, _watching(step, accepted), skill, data, timeout
-                    )
+                # The GenAI span of this orchestrator calling the agent (the agent's own is INTERNAL).
+                with invoke_agent(agent.name, skill=skill, step=step.step_id, run_id=step.run_id):
+                    async with asyncio.timeout_at(deadline):
+                        assembly = await self._attempt(
+                            agent, resumed, _watching(step, accepted), skill, data, timeout
+                        )
             except TimeoutError:
                 attempt["outcome"] = "timed_out"
                 self.breakers.failed(agent.name)

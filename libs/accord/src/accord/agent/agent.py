@@ -100,7 +100,7 @@ class Agent:
             timeout_s=settings.tool_timeout_s,
         )
         grant_tokens = grant_tokens or GrantExchange(gateway, settings.mcp_url)
-        executor = SkillExecutor(self._skills, tools, grant_tokens, settings.fault_delay_ms)
+        executor = SkillExecutor(self._skills, tools, grant_tokens, settings.fault_delay_ms, self.name)
         engine = create_engine(settings.sqlite_url(self.name))
         audit = AuditLog(engine, self.name)
         keys = GatewayKeys(settings.gateway_url)

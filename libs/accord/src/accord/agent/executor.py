@@ -31,6 +31,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import Message, Part, TaskState
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from accord.a2a_server import ENVELOPE_STATE_KEY
@@ -40,6 +41,7 @@ from accord.agent.tools import TokenProvider, ToolBox, ToolCaller
 from accord.errors import AccordError
 from accord.message_signing import Envelope
 from accord.payloads import data_part, first_data, message_grant, message_idempotency_key, requested_skill
+from accord.telemetry import invoke_agent
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,9 @@ class SkillExecutor(AgentExecutor):
         tools: ToolCaller,
         grant_tokens: GrantTokens,
         fault_delay_ms: int = 0,
+        agent: str = "agent",
     ) -> None:
+        self._agent = agent
         self._skills = dict(skills)
         self._tools = tools
         self._grant_tokens = grant_tokens
@@ -183,7 +187,9 @@ class SkillExecutor(AgentExecutor):
         if self._fault_delay_s:
             await asyncio.sleep(self._fault_delay_s)
         toolbox = ToolBox(self._tools, skill.tools, tokens)
-        output = await skill.handler(request, toolbox)
+        # The GenAI span of this agent doing the work (its caller's `invoke_agent` span is the CLIENT one).
+        with invoke_agent(self._agent, skill=skill.skill_id, kind=SpanKind.INTERNAL):
+            output = await skill.handler(request, toolbox)
         try:
             payload = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
             return skill.output_model.model_validate(payload).model_dump(mode="json")

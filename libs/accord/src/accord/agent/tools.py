@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from accord.errors import ERROR_TABLE, AccordError
+from accord.telemetry import execute_tool
 
 logger = logging.getLogger(__name__)
 
@@ -225,4 +226,5 @@ class ToolBox:
             raise AccordError("policy_denied", f"tool {tool} is not declared for this skill")
         # One token covers the skill's declared tools, so a provider can cache it for the whole task.
         bearer = await self._token_provider.token(self._tools) if self._token_provider else None
-        return await self._caller.call(tool, dict(arguments or {}), bearer)
+        with execute_tool(tool):
+            return await self._caller.call(tool, dict(arguments or {}), bearer)
