@@ -441,9 +441,14 @@ class RunService:
                 rationale=execution.rationale,
             )
             return
+        degraded = _degradation(spec, records)
+        if degraded is not None:
+            execution.note(None, "partial", degraded["detail"], missing=degraded["missing"])
         context = SynthesisInput(data, outputs, {s["id"]: s for s in steps}, reconciliation.facts)
         faults.reached("during_synthesis")
         result = SYNTHESIZERS[spec.synthesis](context)
+        if degraded is not None:
+            result = {**result, "degraded": degraded}
         await self._store.update(
             run_id,
             fence=self.owner,
@@ -626,6 +631,30 @@ def _apply_verdict(
         rationale.append(
             {"at": time.time(), "step": record.id, "kind": "review", "detail": f"{actor} decided {verdict}"}
         )
+
+
+def _degradation(spec: WorkflowSpec, records: dict[str, StepRecord]) -> dict[str, Any] | None:
+    """What the result lacks, when steps it would have had failed (a branch not taken is not a loss); raises
+    `insufficient_results` when fewer steps than the workflow's `partial.at_least` completed."""
+    missing = [
+        sid
+        for sid, record in records.items()
+        if record.status == FAILED
+        or (record.status == "skipped" and (record.skipped or {}).get("reason") != "branch_not_taken")
+    ]
+    partial = spec.partial
+    if partial is not None:
+        completed = [sid for sid in partial.steps if records[sid].status == COMPLETED]
+        if len(completed) < partial.at_least:
+            raise AccordError(
+                "insufficient_results",
+                f"{len(completed)} of {', '.join(partial.steps)} completed; the workflow needs "
+                f"at least {partial.at_least}",
+            )
+    if not missing:
+        return None
+    detail = f"partial result: {', '.join(missing)} did not complete"
+    return {"missing": missing, "detail": detail}
 
 
 def _check_input(spec: WorkflowSpec, data: Any) -> None:

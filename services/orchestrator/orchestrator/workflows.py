@@ -155,6 +155,16 @@ class BudgetSpec(BaseModel):
         return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
+class PartialSpec(BaseModel):
+    """A partial result the workflow accepts (k of n): with at least `at_least` of `steps` completed the
+    run still synthesizes, its result marked `degraded`; with fewer it fails `insufficient_results`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[str] = Field(min_length=1)
+    at_least: int = Field(ge=1)
+
+
 class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -200,6 +210,7 @@ class WorkflowSpec(BaseModel):
     steps: list[StepSpec] = Field(min_length=1)
     facts: list[FactSpec] = Field(default_factory=list)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    partial: PartialSpec | None = None
     synthesis: str
 
     @model_validator(mode="after")
@@ -468,6 +479,18 @@ def _check_graph(spec: WorkflowSpec, located: _Located) -> None:
             ):
                 located.add((*at, "critic"), "$loop.feedback needs a feedback block")
     _check_facts(spec, located, order)
+    if spec.partial is not None:
+        _check_partial(spec.partial, located, order)
+
+
+def _check_partial(partial: PartialSpec, located: _Located, order: dict[str, int]) -> None:
+    for index, step in enumerate(partial.steps):
+        if step not in order:
+            located.add(("partial", "steps", index), f"names no step of this workflow: {step!r}")
+    if partial.at_least > len(partial.steps):
+        located.add(
+            ("partial", "at_least"), f"at_least {partial.at_least} exceeds the {len(partial.steps)} steps"
+        )
 
 
 def _check_references(
