@@ -11,7 +11,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from accord.bearer import CachedTokenVerifier, keys_still_trusted
 from accord.resource_metadata import resource_metadata_router, resource_metadata_url
-from accord.service import create_service_app
+from accord.service import create_service_app, service_metrics
 from accord.storage import create_engine
 from accord.tokens import RemoteJwksTrust, TokenVerifier
 from gateway.audit_batch import GroupCommitAuditLog
@@ -135,6 +135,8 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
     app = create_service_app(
         SERVICE, lifespan=lifespan, readiness=[federation.upstreams.ready], audit=audit_log
     )
+    depth = service_metrics(app).gauge("accord_queue_depth", "Work under way, by queue", ["service", "queue"])
+    depth.labels(SERVICE, "audit_records").set_function(lambda: audit_log.queued)
     app.state.federation = federation
     app.state.audit_log = audit_log
     app.state.oauth = oauth

@@ -103,6 +103,11 @@ class GroupCommitAuditLog(AuditLog):
             self._sqlite = _SqliteWriter(database, service)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
 
+    @property
+    def queued(self) -> int:
+        """Records waiting for their group commit (a queue depth on `/metrics`)."""
+        return len(self._queue)
+
     async def append(self, event: AuditEvent) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._queue.append((event, future))

@@ -17,6 +17,7 @@ from accord.audit import AuditLog
 from accord.mesh import MeshRunner
 from accord.storage import create_engine
 from accord.topology import repo_root
+from tests.service_metrics import metric
 
 INPUT_FIELDS = ("applicant_id", "account_id", "name", "birth_date", "country", "requested_amount")
 
@@ -67,8 +68,20 @@ async def test_the_gateway_lets_a_run_make_only_the_tool_calls_its_budget_allows
 
 
 async def test_a_run_within_its_tool_call_budget_completes(mesh: MeshRunner) -> None:
-    run = await run_credit_risk(mesh, "tool_calls=50")
+    async with httpx.AsyncClient(timeout=10) as http:
+        observed = await metric(http, mesh.url("orchestrator"), "accord_run_budget_used_ratio_count")
+        run = await run_credit_risk(mesh, "tasks=30, tool_calls=50")
+        after = await metric(http, mesh.url("orchestrator"), "accord_run_budget_used_ratio_count")
+        used = await metric(http, mesh.url("orchestrator"), "accord_run_budget_used_ratio_sum", limit="tasks")
+        dispatching = await metric(
+            http, mesh.url("orchestrator"), "accord_queue_depth", queue="steps_dispatching"
+        )
+        audit_queue = await metric(http, mesh.url("gateway"), "accord_queue_depth", queue="audit_records")
     calls = await tool_calls(mesh, run["id"])
     assert run["status"] == "completed"
     assert calls
     assert all(c["outcome"] != "denied" for c in calls)
+    # On /metrics: how much of its budget the run used, and queue depths (idle again now).
+    assert after == observed + 1
+    assert used >= 3 / 30  # at least its three agent tasks
+    assert (dispatching, audit_queue) == (0, 0)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -140,6 +141,7 @@ class Orchestrator:
         )
         app.router.routes.extend(self.a2a.routes())
         self._count_breakers(app)
+        self._count_work(app)
         metadata_url = resource_metadata_url(self.settings.base_url, "")
         app.add_middleware(CallerGuard, authenticator=self.callers, resource_metadata=metadata_url)
         return app
@@ -157,6 +159,28 @@ class Orchestrator:
                 gauge.labels("orchestrator", agent, each).set(1 if each == state else 0)
 
         self.breakers.on_change = changed
+
+    def _count_work(self, app: FastAPI) -> None:
+        """Queue depths (runs executing here, steps being dispatched) and how much of their budgets
+        finished runs used, on `/metrics`."""
+        metrics = service_metrics(app)
+        depth = metrics.gauge("accord_queue_depth", "Work under way, by queue", ["service", "queue"])
+        depth.labels("orchestrator", "runs_executing").set_function(lambda: self.runs.executing)
+        depth.labels("orchestrator", "steps_dispatching").set_function(lambda: self.dispatcher.in_flight)
+        used = metrics.histogram(
+            "accord_run_budget_used_ratio",
+            "How much of each limit of its budget a finished run used",
+            ["service", "limit"],
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.5),
+        )
+
+        def observe(record: dict[str, Any]) -> None:
+            for limit, allowed in record["limits"].items():
+                spent = record["spent"].get(limit)
+                if allowed and spent is not None:
+                    used.labels("orchestrator", limit).observe(spent / allowed)
+
+        self.runs.on_budget = observe
 
 
 async def _caller_scopes() -> list[str]:

@@ -153,6 +153,8 @@ class AgentDispatcher:
         self._relay = relay
         self._turns = itertools.count()
         self.breakers = breakers or CircuitBreakers()
+        # Steps being dispatched right now (a queue depth on `/metrics`).
+        self.in_flight = 0
 
     async def aclose(self) -> None:
         if self._relay is not None:
@@ -171,6 +173,15 @@ class AgentDispatcher:
 
     async def dispatch(
         self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
+    ) -> StepOutcome:
+        self.in_flight += 1
+        try:
+            return await self._dispatch(skill, data, step, timeout_s)
+        finally:
+            self.in_flight -= 1
+
+    async def _dispatch(
+        self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None
     ) -> StepOutcome:
         timeout = timeout_s or self._timeout_s
         deadline = asyncio.get_running_loop().time() + timeout

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, fields
@@ -453,7 +454,7 @@ class Execution:
                         f"{task}: {error.detail}; {transient_left} retries left",
                         reason=error.reason,
                     )
-                    await asyncio.sleep(RETRY_BASE_DELAY_S * 2 ** (retries - transient_left - 1))
+                    await asyncio.sleep(_backoff(retries - transient_left - 1))
                     continue
                 raise
             record.inflight = None
@@ -510,6 +511,11 @@ async def _deadline(timeout_s: float | None, skill: str, grace_s: float = 0.0) -
             yield
     except TimeoutError:
         raise AccordError("timeout", f"{skill} did not answer within {timeout_s:g}s") from None
+
+
+def _backoff(retry: int) -> float:
+    """Exponential backoff with jitter: retries of a fan-out that failed together do not return together."""
+    return RETRY_BASE_DELAY_S * 2.0**retry * random.uniform(0.5, 1.5)
 
 
 def _resuming(previous: dict[str, Any] | None, tries: int) -> bool:

@@ -78,6 +78,13 @@ class RunService:
         self.owner = owner or f"orchestrator-{uuid.uuid4()}"
         self.lease_s = lease_s
         self._owned: dict[str, asyncio.Task[Any] | None] = {}
+        # Told each finished run's budget record (what it spent of which limits), for `/metrics`.
+        self.on_budget: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def executing(self) -> int:
+        """Runs this replica executes right now."""
+        return len(self._owned)
 
     async def admit(self, workflow: str, data: Any, actor: str, depth: int = 0) -> WorkflowSpec:
         """Check a request before anything starts; every refusal is audited and changes nothing else."""
@@ -459,16 +466,23 @@ class RunService:
             rationale=execution.rationale,
             review=None,
             finished_at=time.time(),
-            budget=execution.budget.record() if execution.budget else None,
+            budget=self._spent(execution),
         )
         await self._audit.append(
             AuditEvent("orchestrator", "run.complete", COMPLETED, run_id=run_id, details=_summary(result))
         )
 
+    def _spent(self, execution: Execution) -> dict[str, Any]:
+        """The run's final budget record, reported to `on_budget`."""
+        assert execution.budget is not None
+        record = execution.budget.record()
+        if self.on_budget is not None:
+            self.on_budget(record)
+        return record
+
     async def _finish_stopped(self, run_id: str, exceeded: BudgetExceeded, execution: Execution) -> None:
         """Record the run as stopped by its budget, with what it spent, and audit the stop."""
-        assert execution.budget is not None
-        budget = execution.budget.record()
+        budget = self._spent(execution)
         await self._store.update(
             run_id,
             fence=self.owner,
