@@ -35,7 +35,7 @@ async def test_fan_out_wall_time_is_close_to_the_slowest_agent(slow_mesh: MeshRu
         await http.post("/v1/workflows/credit-risk/runs", params={"wait": 20}, json=INPUT)  # warm connections
         response = await http.post("/v1/workflows/credit-risk/runs", params={"wait": 20}, json=INPUT)
     run = response.json()
-    assert run["status"] == "completed"
+    assert run["status"] in ("completed", "waiting_approval")  # a refer waits for approval
     steps = run["steps"]
     slowest, total = max(DELAYS_MS.values()) / 1000, sum(DELAYS_MS.values()) / 1000
     wall = max(s["finished_at"] for s in steps) - min(s["started_at"] for s in steps)

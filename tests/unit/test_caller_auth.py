@@ -23,6 +23,7 @@ GATEWAY = "http://gateway.test"
         ("GET", "/v1/workflows", ("api", "runs:read")),
         ("POST", "/v1/workflows/credit-risk/runs", ("api", "runs:start")),
         ("POST", "/v1/runs/r-1/review", ("api", "runs:review")),
+        ("POST", "/v1/runs/r-1/approvals/refer", ("api", "runs:review")),
         ("POST", "/v1/runs/r-1/review/", ("api", "runs:start")),  # not the review route: the stricter default
         ("DELETE", "/v1/runs/r-1", ("api", "runs:start")),
         ("POST", JSONRPC_PATH, ("a2a", "runs:start")),

@@ -35,13 +35,14 @@ RESULT_SCHEMA: dict[str, Any] = {
     "properties": {
         "run_id": {"type": "string"},
         "workflow": {"type": "string"},
-        "status": {"enum": ["completed", "failed", "waiting_review", "budget_exceeded"]},
+        "status": {"enum": ["completed", "failed", "waiting_review", "waiting_approval", "budget_exceeded"]},
         "result": {"type": ["object", "null"]},
         "steps": {"type": "array"},
         "conflicts": {"type": "array"},
         "review": {"type": ["object", "null"]},
         "error": {"type": ["object", "null"]},
         "budget": {"type": ["object", "null"]},
+        "approvals": {"type": ["object", "null"]},
         "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
     },
 }
@@ -71,7 +72,8 @@ def orchestrator_card(workflows: dict[str, WorkflowSpec], base_url: str, grpc_ad
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
     """The final artifact of a run: what a caller (or a parent workflow) needs of it."""
-    summary = {key: run.get(key) for key in ("result", "steps", "conflicts", "review", "error", "budget")}
+    keys = ("result", "steps", "conflicts", "review", "error", "budget", "approvals")
+    summary = {key: run.get(key) for key in keys}
     summary.update(run_id=run["id"], workflow=run["workflow"], status=run["status"])
     summary["confidence"] = run_confidence(run)
     return summary
@@ -79,7 +81,7 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
 
 def run_confidence(run: dict[str, Any]) -> float | None:
     """The least confident completed step, for a parent workflow's threshold; 0 while a human must look."""
-    if run["status"] == "waiting_review":
+    if run["status"] in ("waiting_review", "waiting_approval"):
         return 0.0
     reported = [s["confidence"] for s in run["steps"] if s.get("confidence") is not None]
     return min(reported) if reported else None

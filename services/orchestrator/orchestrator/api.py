@@ -68,6 +68,13 @@ def create_api_router(runs: RunService, wait_max_s: float) -> APIRouter:
         run = await runs.review(run_id, decision, _actor(request))
         return JSONResponse(run, status_code=202)
 
+    @router.post("/runs/{run_id}/approvals/{gate}")
+    async def decide_approval(run_id: str, gate: str, request: Request) -> JSONResponse:
+        """A person's decision on one approval gate: `{"decision": "approve"|"reject", "reason": "..."}`."""
+        body = await read_json_object(request)
+        run = await runs.decide(run_id, gate, body.get("decision"), body.get("reason"), _actor(request))
+        return JSONResponse(run, status_code=202 if run["status"] == "running" else 200)
+
     return router
 
 

@@ -33,10 +33,20 @@ from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.contracts import check_critic_output, check_step_output, confidence_of
 from orchestrator.dispatch import CALLER_MISTAKES, StepOutcome
 from orchestrator.step_grants import RemoteTask, StepRef
-from orchestrator.workflows import CriticSpec, Scope, StepSpec, WorkflowSpec, lookup, resolve
+from orchestrator.workflows import (
+    ApprovalSpec,
+    CriticSpec,
+    Scope,
+    StepSpec,
+    WorkflowSpec,
+    lookup,
+    resolve,
+)
 
 # Settled: nothing more will happen to the step in this execution.
-SETTLED = frozenset({"completed", "failed", "skipped", "waiting_review", "blocked"})
+SETTLED = frozenset({"completed", "failed", "skipped", "waiting_review", "waiting_approval", "blocked"})
+# Waiting for a person: a reviewer (`waiting_review`) or an approver (`waiting_approval`).
+WAITING = frozenset({"waiting_review", "waiting_approval"})
 # Decided for good: a resumed run keeps these as they are.
 FINAL = frozenset({"completed", "failed", "skipped"})
 # A failure worth another attempt; what the agent itself called a bad request is not.
@@ -76,6 +86,8 @@ class StepRecord:
     route: dict[str, Any] | None = None
     loop: dict[str, Any] | None = None
     review: dict[str, Any] | None = None
+    # The approval gate this step's output waits for (or waited for), by id.
+    gate: str | None = None
     # The dispatch attempt under way: its task label, try and idempotency key, and once the agent accepted
     # it, the agent and its A2A task id and state. A resumed run re-attaches to that task.
     inflight: dict[str, Any] | None = None
@@ -114,6 +126,8 @@ class Execution:
     records: dict[str, StepRecord] = field(default_factory=dict)
     rationale: list[dict[str, Any]] = field(default_factory=list)
     budget: RunBudget | None = None
+    # The run's approval gates by id: pending or decided (see `orchestrator.runs`).
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for step in self.workflow.steps:
@@ -123,7 +137,8 @@ class Execution:
                 previous.status = "pending"
                 self.records[step.id] = previous
                 continue
-            keep = previous is not None and previous.status in FINAL
+            # A step waiting for a person keeps its output until the person decides.
+            keep = previous is not None and (previous.status in FINAL or previous.status in WAITING)
             self.records[step.id] = previous if keep and previous else StepRecord(step.id, step.skill)
         self._done = {step.id: asyncio.Event() for step in self.workflow.steps}
         self._routers = self.workflow.routers()
@@ -192,7 +207,7 @@ class Execution:
 
     async def _step(self, step: StepSpec) -> None:
         record = self.records[step.id]
-        if record.status in FINAL or record.status == "waiting_review":
+        if record.status in FINAL or record.status in WAITING:
             self._done[step.id].set()
             return
         try:
@@ -211,7 +226,7 @@ class Execution:
         for dependency in waits:
             await self._done[dependency].wait()
             upstream = self.records[dependency]
-            if upstream.status in ("waiting_review", "blocked"):
+            if upstream.status in WAITING or upstream.status == "blocked":
                 record.status, record.blocked_by = "blocked", dependency
                 return False
             if upstream.status == "failed":
@@ -269,6 +284,8 @@ class Execution:
                 return
             if step.route is not None and not self._select_branch(step, record):
                 return
+            if self._held_for_approval(step, record):
+                return
             record.status = "completed"
         except BudgetExceeded:
             raise  # the whole run stops (`run`), not only this step
@@ -301,6 +318,16 @@ class Execution:
         record.status = "waiting_review"
         record.review = {"reason": reason, "detail": detail, "requested_at": time.time(), **data}
         self.note(record.id, "review", f"{record.id} waits for human review: {detail}", reason=reason)
+
+    def _held_for_approval(self, step: StepSpec, record: StepRecord) -> bool:
+        """Hold the step's output for its gate when the gate applies; True when it now waits."""
+        gate = self.workflow.approval_after(step.id)
+        if gate is None or not gate.applies(record.output) or gate.id in self.approvals:
+            return False
+        self.approvals[gate.id] = approval_request(gate, step.id)
+        record.status, record.gate = "waiting_approval", gate.id
+        self.note(step.id, "approval", f"{step.id} waits for approval {gate.id}", gate=gate.id)
+        return True
 
     def _select_branch(self, step: StepSpec, record: StepRecord) -> bool:
         assert step.route is not None
@@ -511,6 +538,20 @@ async def _deadline(timeout_s: float | None, skill: str, grace_s: float = 0.0) -
             yield
     except TimeoutError:
         raise AccordError("timeout", f"{skill} did not answer within {timeout_s:g}s") from None
+
+
+def approval_request(gate: ApprovalSpec, after: str) -> dict[str, Any]:
+    """A gate's record in the run, as it starts waiting for a decision."""
+    now = time.time()
+    return {
+        "gate": gate.id,
+        "after": after,
+        "status": "pending",
+        "description": gate.description,
+        "requested_at": now,
+        "expires_at": now + gate.expires_after_s,
+        "on_expiry": gate.on_expiry,
+    }
 
 
 def _backoff(retry: int) -> float:

@@ -43,13 +43,15 @@ runs_table = Table(
     Column("review", JSON, nullable=True),
     # The run's budget: its limits, what it has spent, which limit stopped it (`orchestrator.budgets`).
     Column("budget", JSON, nullable=True),
+    # Its approval gates by id: pending, approved, rejected (who, when, why).
+    Column("approvals", JSON, nullable=True),
     # The replica executing a running run, and until when its claim holds unless renewed.
     Column("owner", String(256), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
 )
 _LEASE_COLUMNS = ("owner", "lease_expires_at")
 # Columns added after databases existed: created on them at startup.
-_ADDED_COLUMNS = {"budget": "JSON"}
+_ADDED_COLUMNS = {"budget": "JSON", "approvals": "JSON"}
 
 
 class LeaseLost(Exception):
@@ -99,6 +101,12 @@ class RunStore:
         )
         async with self._engine.connect() as conn:
             return [row.id for row in await conn.execute(query)]
+
+    async def with_status(self, status: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Runs in `status`, oldest first."""
+        query = select(runs_table).where(runs_table.c.status == status).order_by(runs_table.c.created_at)
+        async with self._engine.connect() as conn:
+            return [_run(row._mapping) for row in await conn.execute(query.limit(limit))]
 
     async def claim(self, run_id: str, owner: str, now: float, lease_s: float) -> bool:
         """Take a running run whose lease expired (or that is already this replica's); True if taken.

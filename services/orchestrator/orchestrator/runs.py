@@ -31,12 +31,15 @@ from accord.errors import AccordError
 from orchestrator import faults
 from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.conflicts import reconcile
-from orchestrator.engine import Dispatcher, Execution, StepListener, StepRecord
+from orchestrator.engine import Dispatcher, Execution, StepListener, StepRecord, approval_request
 from orchestrator.run_store import LeaseLost, RunStore
 from orchestrator.synthesis import SYNTHESIZERS, SynthesisInput
-from orchestrator.workflows import BudgetSpec, WorkflowSpec
+from orchestrator.workflows import SYNTHESIS, BudgetSpec, WorkflowSpec
 
 RUNNING, COMPLETED, FAILED, WAITING_REVIEW = "running", "completed", "failed", "waiting_review"
+WAITING_APPROVAL = "waiting_approval"
+APPROVAL_DECISIONS = {"approve": "approved", "reject": "rejected"}
+_MAX_REASON = 500
 BUDGET_EXCEEDED = "budget_exceeded"
 DECISIONS = ("accept", "reject")
 # The longest a running run's record lags behind its steps (the REST API shows progress from it).
@@ -186,6 +189,7 @@ class RunService:
             rationale,
             choices,
             RunBudget.from_record(run.get("budget"), run["created_at"]),
+            run.get("approvals"),
         )
         self._background(resume)
         return await self.get(run_id)
@@ -225,6 +229,7 @@ class RunService:
             try:
                 await self.renew_leases()
                 await self.take_over()
+                await self.expire_approvals()
             except Exception:  # the store being briefly unreachable must not end lease keeping
                 logger.exception("lease maintenance failed")
             await asyncio.sleep(interval)
@@ -275,7 +280,15 @@ class RunService:
         self._settled.setdefault(run_id, asyncio.Event())
         budget = RunBudget.from_record(run.get("budget"), run["created_at"])
         await self._execute(
-            run_id, spec, run["input"], run["delegation_depth"], None, records, rationale, budget=budget
+            run_id,
+            spec,
+            run["input"],
+            run["delegation_depth"],
+            None,
+            records,
+            rationale,
+            budget=budget,
+            approvals=run.get("approvals"),
         )
 
     def _abandon(self, run_id: str) -> None:
@@ -317,6 +330,7 @@ class RunService:
                 "created_at": created_at,
                 "delegation_depth": depth,
                 "budget": limits.record(),
+                "approvals": {},
                 "conflicts": [],
                 "rationale": [],
                 "owner": self.owner,
@@ -341,6 +355,7 @@ class RunService:
         rationale: list[dict[str, Any]] | None = None,
         facts_decided: dict[str, str] | None = None,
         budget: RunBudget | None = None,
+        approvals: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._owned[run_id] = asyncio.current_task()
         recorder = _Recorder(self._store, run_id, spec, self.owner, lambda: self._abandon(run_id))
@@ -359,6 +374,7 @@ class RunService:
             records or {},
             rationale if rationale else [],
             budget,
+            dict(approvals or {}),
         )
         try:
             # Every request this run sends carries its depth + 1: a delegation loop stops at the limit.
@@ -425,6 +441,9 @@ class RunService:
             }
             await self._request_review(run_id, review, steps=steps, rationale=execution.rationale)
             return
+        if any(record.status == WAITING_APPROVAL for record in records.values()):
+            await self._request_approval(run_id, execution, steps=steps)
+            return
         outputs = execution.outputs
         agents = {sid: record.agent for sid, record in records.items()}
         reconciliation = reconcile(spec.facts, outputs, agents, facts_decided)
@@ -456,6 +475,14 @@ class RunService:
         result = SYNTHESIZERS[spec.synthesis](context)
         if degraded is not None:
             result = {**result, "degraded": degraded}
+        gate = spec.approval_after(SYNTHESIS)
+        if gate is not None and gate.applies(result) and gate.id not in execution.approvals:
+            execution.approvals[gate.id] = approval_request(gate, SYNTHESIS)
+            execution.note(None, "approval", f"the result waits for approval {gate.id}", gate=gate.id)
+            await self._request_approval(
+                run_id, execution, steps=steps, result=result, conflicts=reconciliation.conflicts
+            )
+            return
         await self._store.update(
             run_id,
             fence=self.owner,
@@ -504,6 +531,142 @@ class RunService:
                 details=budget,
             )
         )
+
+    async def _request_approval(self, run_id: str, execution: Execution, **fields: Any) -> None:
+        """Stop the run in `waiting_approval` with its gates, and audit each new request."""
+        await self._store.update(
+            run_id,
+            fence=self.owner,
+            status=WAITING_APPROVAL,
+            approvals=execution.approvals,
+            rationale=execution.rationale,
+            budget=execution.budget.record() if execution.budget else None,
+            **fields,
+        )
+        for gate in execution.approvals.values():
+            if gate["status"] == "pending":
+                details = {"gate": gate["gate"], "after": gate["after"], "expires_at": gate["expires_at"]}
+                await self._audit.append(
+                    AuditEvent(
+                        "orchestrator",
+                        "run.approval_requested",
+                        WAITING_APPROVAL,
+                        run_id=run_id,
+                        details=details,
+                    )
+                )
+
+    async def decide(self, run_id: str, gate: str, decision: Any, reason: Any, actor: str) -> dict[str, Any]:
+        """A person's decision on one approval gate (`approve` or `reject`, with a reason), recorded with
+        who decided; the run then goes on (a step gate) or ends (the gate after synthesis)."""
+        if decision not in APPROVAL_DECISIONS:
+            raise AccordError("invalid_input", "decision must be approve or reject")
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > _MAX_REASON:
+            raise AccordError("invalid_input", f"a reason of 1 to {_MAX_REASON} characters is required")
+        async with self._reviewing:
+            return await self._decide(run_id, gate, APPROVAL_DECISIONS[decision], reason.strip(), actor)
+
+    async def _decide(self, run_id: str, gate: str, verdict: str, reason: str, actor: str) -> dict[str, Any]:
+        run = await self.get(run_id)
+        spec = self.workflows.get(run["workflow"])
+        approvals = {name: dict(state) for name, state in (run.get("approvals") or {}).items()}
+        state = approvals.get(gate)
+        if run["status"] != WAITING_APPROVAL or spec is None or state is None or state["status"] != "pending":
+            raise AccordError("approval_not_pending", f"run {run_id} has no pending approval {gate[:64]!r}")
+        state.update(status=verdict, decided_by=actor, reason=reason, decided_at=time.time())
+        rejected = verdict == "rejected"
+        await self._audit.append(
+            AuditEvent(
+                actor,
+                "run.approval",
+                verdict,
+                "approval_rejected" if rejected else None,
+                run_id=run_id,
+                details={"gate": gate, "after": state["after"], "reason": reason[:_MAX_REASON]},
+            )
+        )
+        rationale = [
+            *run["rationale"],
+            {
+                "at": time.time(),
+                "step": None,
+                "kind": "approval",
+                "detail": f"{actor} {verdict} {gate}: {reason}",
+                "gate": gate,
+            },
+        ]
+        if state["after"] == SYNTHESIS:
+            return await self._settle_approved_result(run_id, run, approvals, rationale, rejected, actor)
+        records = {step["id"]: StepRecord.from_dict(step) for step in run["steps"]}
+        _apply_gate(records, state["after"], rejected, actor, reason)
+        self._owned[run_id] = None
+        await self._store.update(
+            run_id,
+            status=RUNNING,
+            approvals=approvals,
+            steps=_ordered(spec, records),
+            owner=self.owner,
+            lease_expires_at=time.time() + self.lease_s,
+        )
+        self._settled[run_id] = asyncio.Event()
+        resume = self._execute(
+            run_id,
+            spec,
+            run["input"],
+            run["delegation_depth"],
+            None,
+            records,
+            rationale,
+            budget=RunBudget.from_record(run.get("budget"), run["created_at"]),
+            approvals=approvals,
+        )
+        self._background(resume)
+        return await self.get(run_id)
+
+    async def _settle_approved_result(
+        self,
+        run_id: str,
+        run: dict[str, Any],
+        approvals: dict[str, dict[str, Any]],
+        rationale: list[dict[str, Any]],
+        rejected: bool,
+        actor: str,
+    ) -> dict[str, Any]:
+        """The gate after synthesis decided: the run completes with its result, or fails."""
+        error = {"reason": "approval_rejected", "message": f"the result was rejected by {actor}"}
+        status = FAILED if rejected else COMPLETED
+        await self._store.update(
+            run_id,
+            status=status,
+            approvals=approvals,
+            rationale=rationale,
+            error=error if rejected else None,
+            finished_at=time.time(),
+        )
+        await self._audit.append(
+            AuditEvent(
+                "orchestrator",
+                "run.complete",
+                status,
+                "approval_rejected" if rejected else None,
+                run_id=run_id,
+            )
+        )
+        return await self.get(run_id)
+
+    async def expire_approvals(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Give every gate that waited past its deadline the outcome its workflow names."""
+        expired = []
+        moment = time.time() if now is None else now
+        for run in await self._store.with_status(WAITING_APPROVAL):
+            for gate, state in (run.get("approvals") or {}).items():
+                if state.get("status") == "pending" and float(state.get("expires_at", 0)) <= moment:
+                    decision = str(state.get("on_expiry", "reject"))
+                    with contextlib.suppress(AccordError):  # decided meanwhile, by a person or a replica
+                        await self.decide(run["id"], gate, decision, "the gate expired unanswered", "expiry")
+                        expired.append((run["id"], gate))
+                    break  # one decision per run per pass: it may have resumed the run
+        return expired
 
     async def _request_review(self, run_id: str, review: dict[str, Any], **fields: Any) -> None:
         """Stop the run in `waiting_review` with what the reviewer needs, and audit the request."""
@@ -669,6 +832,22 @@ def _degradation(spec: WorkflowSpec, records: dict[str, StepRecord]) -> dict[str
         return None
     detail = f"partial result: {', '.join(missing)} did not complete"
     return {"missing": missing, "detail": detail}
+
+
+def _apply_gate(records: dict[str, StepRecord], step: str, rejected: bool, actor: str, reason: str) -> None:
+    """A step gate's decision on its step; steps blocked behind a person look at their inputs again."""
+    record = records[step]
+    if rejected:
+        record.status, record.output = FAILED, None
+        record.error = {
+            "reason": "approval_rejected",
+            "message": f"rejected by {actor}: {reason}"[:_MAX_REASON],
+        }
+    else:
+        record.status = COMPLETED
+    for other in records.values():
+        if other.status == "blocked":
+            other.status, other.blocked_by = "pending", None
 
 
 def _check_input(spec: WorkflowSpec, data: Any) -> None:

@@ -155,6 +155,27 @@ class BudgetSpec(BaseModel):
         return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
+SYNTHESIS = "synthesis"
+
+
+class ApprovalSpec(BaseModel):
+    """A human approval gate: after a step (its output) or after synthesis (the result), when `when` holds
+    (always without it). The step's dependents, or the run's completion, wait for a person's decision; an
+    unanswered gate takes `on_expiry` after `expires_after_s`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
+    after: str
+    when: Condition | None = None
+    description: str = ""
+    expires_after_s: float = Field(default=86_400.0, gt=0)
+    on_expiry: Literal["approve", "reject"] = "reject"
+
+    def applies(self, output: Mapping[str, Any] | None) -> bool:
+        return self.when is None or (output is not None and self.when.holds(output))
+
+
 class PartialSpec(BaseModel):
     """A partial result the workflow accepts (k of n): with at least `at_least` of `steps` completed the
     run still synthesizes, its result marked `degraded`; with fewer it fails `insufficient_results`."""
@@ -211,6 +232,7 @@ class WorkflowSpec(BaseModel):
     facts: list[FactSpec] = Field(default_factory=list)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     partial: PartialSpec | None = None
+    approvals: list[ApprovalSpec] = Field(default_factory=list)
     synthesis: str
 
     @model_validator(mode="after")
@@ -226,6 +248,13 @@ class WorkflowSpec(BaseModel):
         if standalone.problems:
             raise ValueError("; ".join(p.split(": ", 1)[1] for p in standalone.problems))
         return self
+
+    def approval(self, gate: str) -> ApprovalSpec | None:
+        return next((spec for spec in self.approvals if spec.id == gate), None)
+
+    def approval_after(self, where: str) -> ApprovalSpec | None:
+        """The gate after a step, or after synthesis (`SYNTHESIS`)."""
+        return next((spec for spec in self.approvals if spec.after == where), None)
 
     def step(self, step_id: str) -> StepSpec:
         return next(step for step in self.steps if step.id == step_id)
@@ -481,6 +510,22 @@ def _check_graph(spec: WorkflowSpec, located: _Located) -> None:
     _check_facts(spec, located, order)
     if spec.partial is not None:
         _check_partial(spec.partial, located, order)
+    _check_approvals(spec.approvals, located, order)
+
+
+def _check_approvals(approvals: list[ApprovalSpec], located: _Located, order: dict[str, int]) -> None:
+    ids: set[str] = set()
+    places: set[str] = set()
+    for index, gate in enumerate(approvals):
+        at: Location = ("approvals", index)
+        if gate.id in ids:
+            located.add((*at, "id"), f"approval ids must be unique: {gate.id!r} is used twice")
+        if gate.after != SYNTHESIS and gate.after not in order:
+            located.add((*at, "after"), f"names neither a step nor {SYNTHESIS!r}: {gate.after!r}")
+        if gate.after in places:
+            located.add((*at, "after"), f"one gate per place: {gate.after!r} has two")
+        ids.add(gate.id)
+        places.add(gate.after)
 
 
 def _check_partial(partial: PartialSpec, located: _Located, order: dict[str, int]) -> None:

@@ -9,7 +9,7 @@ carries the scope the operation needs:
 |---------------------------------------------|---------------|
 | REST `GET /v1/...`                          | `runs:read`   |
 | REST `POST /v1/workflows/{name}/runs`       | `runs:start`  |
-| REST `POST /v1/runs/{id}/review`            | `runs:review` |
+| REST `POST /v1/runs/{id}/review`, `.../approvals/{gate}` | `runs:review` |
 | A2A, every method, on every transport       | `runs:start`  |
 
 The gateway's relay calls with a token of its own (`aud` = `urn:accord:agent:<name>`, scope `a2a:relayed`,
@@ -60,7 +60,7 @@ CALLER_SCOPES = (RUNS_START, RUNS_READ, RUNS_REVIEW)
 RELAYED_SCOPE = "a2a:relayed"
 ACTION = "api.authenticate"
 API_PREFIX = "/v1/"
-_REVIEW_PATH = re.compile(r"^/v1/runs/[^/]+/review$")
+_REVIEW_PATH = re.compile(r"^/v1/runs/[^/]+/(review|approvals/[^/]+)$")
 
 Surface = Literal["api", "a2a"]
 _Response = TypeVar("_Response")

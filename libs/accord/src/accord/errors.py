@@ -66,6 +66,10 @@ _KINDS: tuple[ErrorKind, ...] = (
     ErrorKind("review_not_pending", 409, -32060, grpc.StatusCode.FAILED_PRECONDITION, "run awaits no review"),
     ErrorKind("review_rejected", 409, -32061, grpc.StatusCode.ABORTED, "a reviewer rejected the output"),
     ErrorKind("insufficient_results", 502, -32062, grpc.StatusCode.ABORTED, "too few steps completed"),
+    ErrorKind(
+        "approval_not_pending", 409, -32063, grpc.StatusCode.FAILED_PRECONDITION, "no such pending approval"
+    ),
+    ErrorKind("approval_rejected", 409, -32064, grpc.StatusCode.ABORTED, "an approver rejected it"),
     # Agent Card trust: the registering caller is fine, the card it points at is not (hence 422, not 401).
     ErrorKind("card_unsigned", 422, -32070, _REFUSED_CARD, "agent card is not signed"),
     ErrorKind("card_signature_invalid", 422, -32071, _REFUSED_CARD, "card signature is invalid"),

@@ -34,7 +34,7 @@ def run_demo(orchestrator_url: str, auth: httpx.Auth, count: int, echo: Callable
                 echo(f"\n{applicant['name']}: no answer from the orchestrator ({type(error).__name__})")
                 ok = False
                 continue
-            if response.status_code != 201 or run.get("status") != "completed":
+            if response.status_code != 201 or run.get("status") not in ("completed", "waiting_approval"):
                 echo(f"\n{applicant['name']}: run did not complete ({response.status_code}): {run}")
                 ok = False
                 continue
@@ -58,4 +58,7 @@ def render_run(applicant: dict[str, Any], run: dict[str, Any]) -> str:
         for step in run["steps"]
     )
     lines.append(f"  agents: {latencies}")
+    for gate, state in (run.get("approvals") or {}).items():
+        if state.get("status") == "pending":
+            lines.append(f"  waits for approval: accord approve {run['id']} {gate} [--reject] --reason ...")
     return "\n".join(lines)

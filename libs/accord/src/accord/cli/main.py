@@ -11,6 +11,7 @@ from types import FrameType
 import typer
 
 from accord.cli import agents, clients, keys, policy, scaffold, workflows
+from accord.cli.approve import approve
 from accord.cli.audit import app as audit_app
 from accord.cli.demo import run_demo
 from accord.cli.runs import runs
@@ -25,6 +26,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.command(name="trace")(trace)
 app.command(name="runs")(runs)
+app.command(name="approve")(approve)
 app.add_typer(agents.app, name="agents")
 app.add_typer(clients.app, name="clients")
 app.add_typer(scaffold.app, name="new")
