@@ -192,4 +192,5 @@ async def test_a_bad_decision_is_refused_and_changes_nothing(
 
     assert refused.value.reason == refusal
     assert await runs.get(run["id"]) == run
-    assert await world.approvals(run["id"]) == []
+    [record] = await world.approvals(run["id"])  # the refusal, on the record
+    assert (record["actor"], record["outcome"], record["reason"]) == ("rest:mallory", "denied", refusal)

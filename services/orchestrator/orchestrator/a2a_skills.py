@@ -18,12 +18,20 @@ from a2a.helpers import new_task_from_user_message
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
-from a2a.types import AgentCard, Part, TaskState
+from a2a.types import AgentCard, Part, Task, TaskState
 
+from accord.caller_auth import RUNS_REVIEW, caller_scopes
 from accord.cards import SkillSchemas, build_card, load_card_source
 from accord.delegation import depth_of
 from accord.errors import AccordError
-from accord.payloads import BUDGET_METADATA_KEY, data_part, first_data, metadata_of, requested_skill
+from accord.payloads import (
+    BUDGET_METADATA_KEY,
+    data_part,
+    first_data,
+    metadata_of,
+    requested_skill,
+    task_result,
+)
 from orchestrator.budgets import budget_from_object
 from orchestrator.engine import StepRecord
 from orchestrator.runs import RunService
@@ -47,6 +55,8 @@ RESULT_SCHEMA: dict[str, Any] = {
     },
 }
 WORKFLOW_TAG = "workflow"
+# How long an A2A decision waits for the run it resumed to settle again.
+DECISION_WAIT_S = 3600.0
 
 
 def orchestrator_card(workflows: dict[str, WorkflowSpec], base_url: str, grpc_address: str) -> AgentCard:
@@ -97,6 +107,9 @@ class WorkflowExecutor(AgentExecutor):
         if context.current_task is None:
             await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, task.id, task.context_id)
+        if context.current_task is not None and task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            await self._decide(context, task, updater)
+            return
         workflow = requested_skill(context.message) or _only_workflow(self._runs)
         data = first_data(context.message.parts)
         depth = depth_of(context.message)
@@ -120,16 +133,55 @@ class WorkflowExecutor(AgentExecutor):
             )
 
         run = await self._runs.run(spec, data, _caller(context), progress, depth, budget)
-        await updater.add_artifact([data_part(run_summary(run))], name="result")
-        if run["status"] in ("failed", "budget_exceeded"):
-            await updater.failed(updater.new_agent_message([data_part({"error": run["error"]})]))
-        else:
-            await updater.complete()
+        await _report(run, updater, asks_caller=depth == 0)
+
+    async def _decide(self, context: RequestContext, task: Task, updater: TaskUpdater) -> None:
+        """A follow-up on a task waiting for approval: the caller's decision on one gate
+        (`{"gate", "decision": "approve"|"reject", "reason"}`), which needs `runs:review`."""
+        assert context.message is not None
+        summary = task_result(task) or {}
+        answer = first_data(context.message.parts) or {}
+        run_id = str(summary.get("run_id", ""))
+        try:
+            if RUNS_REVIEW not in caller_scopes(context.call_context):
+                raise AccordError("insufficient_scope", f"deciding an approval needs the scope {RUNS_REVIEW}")
+            await self._runs.decide(
+                run_id,
+                str(answer.get("gate", "")),
+                answer.get("decision"),
+                answer.get("reason"),
+                _caller(context),
+            )
+        except AccordError as error:
+            # Still waiting: the caller may answer again.
+            await updater.requires_input(updater.new_agent_message([_error_part(error)]))
+            return
+        await updater.start_work()
+        await _report(await self._runs.wait(run_id, DECISION_WAIT_S), updater, asks_caller=True)
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         assert context.task_id is not None
         assert context.context_id is not None
         await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
+
+
+async def _report(run: dict[str, Any], updater: TaskUpdater, asks_caller: bool) -> None:
+    """The run's outcome on its A2A task. A run waiting for approval asks the caller for the decision
+    (`input-required`, naming the open gates), unless the caller is another orchestrator (a delegated run:
+    its task completes with the status, and people decide through the API)."""
+    await updater.add_artifact([data_part(run_summary(run))], artifact_id="result", name="result")
+    if run["status"] == "waiting_approval" and asks_caller:
+        pending = {g: s for g, s in (run.get("approvals") or {}).items() if s.get("status") == "pending"}
+        question = {
+            "run_id": run["id"],
+            "approvals": pending,
+            "answer": {"gate": "<one of approvals>", "decision": "approve | reject", "reason": "..."},
+        }
+        await updater.requires_input(updater.new_agent_message([data_part(question)]))
+    elif run["status"] in ("failed", "budget_exceeded"):
+        await updater.failed(updater.new_agent_message([data_part({"error": run["error"]})]))
+    else:
+        await updater.complete()
 
 
 def step_event(record: StepRecord) -> dict[str, Any]:

@@ -559,12 +559,20 @@ class RunService:
     async def decide(self, run_id: str, gate: str, decision: Any, reason: Any, actor: str) -> dict[str, Any]:
         """A person's decision on one approval gate (`approve` or `reject`, with a reason), recorded with
         who decided; the run then goes on (a step gate) or ends (the gate after synthesis)."""
-        if decision not in APPROVAL_DECISIONS:
-            raise AccordError("invalid_input", "decision must be approve or reject")
-        if not isinstance(reason, str) or not reason.strip() or len(reason) > _MAX_REASON:
-            raise AccordError("invalid_input", f"a reason of 1 to {_MAX_REASON} characters is required")
-        async with self._reviewing:
-            return await self._decide(run_id, gate, APPROVAL_DECISIONS[decision], reason.strip(), actor)
+        try:
+            if decision not in APPROVAL_DECISIONS:
+                raise AccordError("invalid_input", "decision must be approve or reject")
+            if not isinstance(reason, str) or not reason.strip() or len(reason) > _MAX_REASON:
+                raise AccordError("invalid_input", f"a reason of 1 to {_MAX_REASON} characters is required")
+            async with self._reviewing:
+                return await self._decide(run_id, gate, APPROVAL_DECISIONS[decision], reason.strip(), actor)
+        except AccordError as error:
+            # A refused decision changes nothing but is on the record, like every refusal.
+            details = {"gate": gate[:64], "detail": error.detail[:_MAX_REASON]}
+            await self._audit.append(
+                AuditEvent(actor, "run.approval", "denied", error.reason, run_id=run_id[:64], details=details)
+            )
+            raise
 
     async def _decide(self, run_id: str, gate: str, verdict: str, reason: str, actor: str) -> dict[str, Any]:
         run = await self.get(run_id)

@@ -318,6 +318,17 @@ class AuthenticatingGrpcHandler(AccordGrpcHandler):
         server_context.user = _GrpcCaller(caller)
 
 
+def caller_scopes(context: ServerCallContext | None) -> frozenset[str]:
+    """The scopes of the call's authenticated caller (none for a call no guard authenticated)."""
+    if context is None:
+        return frozenset()
+    user = context.user
+    if isinstance(user, _GrpcCaller):
+        return user.caller.claims.scopes
+    auth = context.state.get("auth")
+    return frozenset(auth.scopes) if isinstance(auth, AuthCredentials) else frozenset()
+
+
 def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode(errors="replace")
 
@@ -346,6 +357,7 @@ __all__ = [
     "CallerGuard",
     "CallerRefused",
     "RelayTrust",
+    "caller_scopes",
     "relay_audience",
     "required_scope",
 ]
