@@ -298,7 +298,9 @@ KILLS = [
     ("before_dispatch", "JSONRPC", "false"),
     ("after_accepted", "JSONRPC", "false"),
     ("after_accepted", "GRPC", "true"),
+    ("mid_stream", "HTTP+JSON", "true"),
     ("after_completed", "HTTP+JSON", "false"),
+    ("during_checkpoint_write", "GRPC", "false"),
     ("during_synthesis", "JSONRPC", "true"),
 ]
 

@@ -42,6 +42,7 @@ from accord.errors import AccordError
 from accord.payloads import GRANT_RECORD_METADATA_KEY, first_data, metadata_of, skill_request, task_result
 from accord.registry_client import RegisteredAgent, RegistryClient
 from accord.telemetry import invoke_agent
+from orchestrator import faults
 from orchestrator.breakers import CircuitBreakers
 from orchestrator.relay_link import RelayLink, relay_failure
 from orchestrator.step_grants import RemoteTask, StepRef
@@ -339,6 +340,8 @@ class AgentDispatcher:
                     await call.relay.replies.check(reply, call.agent.name, step)
                     assembly.apply(reply)
                     await self._accepted(call, assembly)
+                    if streamed:
+                        faults.reached("mid_stream")
                 await self._follow(call, client, assembly)
         except _UnknownTask:
             # The task was lost under us (the relay forgot it): the step may be tried again.

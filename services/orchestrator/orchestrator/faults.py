@@ -5,7 +5,9 @@ first time execution reaches that point; nothing is flushed or closed. The point
 
 - `before_dispatch`: a step is about to be sent to its agent (nothing sent yet);
 - `after_accepted`: an agent accepted a step and the checkpoint holding its task id is written;
+- `mid_stream`: a streamed reply has delivered its first event, the rest is still coming;
 - `after_completed`: an agent answered a step, before the orchestrator recorded the answer;
+- `during_checkpoint_write`: a checkpoint's UPDATE has run, its transaction is not committed;
 - `during_synthesis`: every step settled, before the run's result is written.
 """
 
@@ -15,7 +17,16 @@ import os
 import signal
 
 FAULT_ENV = "ACCORD_FAULT_KILL_AT"
-POINTS = frozenset({"before_dispatch", "after_accepted", "after_completed", "during_synthesis"})
+POINTS = frozenset(
+    {
+        "before_dispatch",
+        "after_accepted",
+        "mid_stream",
+        "after_completed",
+        "during_checkpoint_write",
+        "during_synthesis",
+    }
+)
 
 
 def reached(point: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, an
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accord.storage import add_missing_columns
+from orchestrator import faults
 
 RUNNING = "running"
 
@@ -78,6 +79,7 @@ class RunStore:
             condition = and_(condition, runs_table.c.owner == fence)
         async with self._engine.begin() as conn:
             result = await conn.execute(runs_table.update().where(condition).values(**fields))
+            faults.reached("during_checkpoint_write")  # written, not yet committed
         if fence is not None and result.rowcount == 0:
             raise LeaseLost(run_id)
 
