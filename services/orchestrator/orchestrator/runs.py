@@ -169,14 +169,31 @@ class RunService:
             error = AccordError("review_rejected", "a reviewer rejected the conflicting facts")
             await self._finish_failed(run_id, error, records, rationale, fenced=False)
             return await self.get(run_id)
+        return await self._resume_decided(
+            run, spec, records, rationale, run.get("approvals"), choices, review=None
+        )
+
+    async def _resume_decided(
+        self,
+        run: dict[str, Any],
+        spec: WorkflowSpec,
+        records: dict[str, StepRecord],
+        rationale: list[dict[str, Any]],
+        gates: dict[str, dict[str, Any]] | None,
+        facts_decided: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A person decided (a review, an approval): the run runs again from its records, here, in the
+        background; `fields` are what the decision changes in the run record besides."""
+        run_id = run["id"]
         self._owned[run_id] = None
         await self._store.update(
             run_id,
             status=RUNNING,
-            review=None,
             steps=_ordered(spec, records),
             owner=self.owner,
             lease_expires_at=time.time() + self.lease_s,
+            **fields,
         )
         self._settled[run_id] = asyncio.Event()
         resume = self._execute(
@@ -187,9 +204,9 @@ class RunService:
             None,
             records,
             rationale,
-            choices,
+            facts_decided,
             RunBudget.from_record(run.get("budget"), run["created_at"]),
-            run.get("approvals"),
+            gates,
         )
         self._background(resume)
         return await self.get(run_id)
@@ -607,29 +624,7 @@ class RunService:
             return await self._settle_approved_result(run_id, run, approvals, rationale, rejected, actor)
         records = {step["id"]: StepRecord.from_dict(step) for step in run["steps"]}
         _apply_gate(records, state["after"], rejected, actor, reason)
-        self._owned[run_id] = None
-        await self._store.update(
-            run_id,
-            status=RUNNING,
-            approvals=approvals,
-            steps=_ordered(spec, records),
-            owner=self.owner,
-            lease_expires_at=time.time() + self.lease_s,
-        )
-        self._settled[run_id] = asyncio.Event()
-        resume = self._execute(
-            run_id,
-            spec,
-            run["input"],
-            run["delegation_depth"],
-            None,
-            records,
-            rationale,
-            budget=RunBudget.from_record(run.get("budget"), run["created_at"]),
-            approvals=approvals,
-        )
-        self._background(resume)
-        return await self.get(run_id)
+        return await self._resume_decided(run, spec, records, rationale, approvals, approvals=approvals)
 
     async def _settle_approved_result(
         self,

@@ -69,8 +69,9 @@ def _returncode(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _run_child(request: dict[str, Any], inherited_fds: Iterable[int]) -> None:
-    """In the forked child: become the service described by `request`; never returns."""
+def _run_child(request: dict[str, Any], inherited_fds: Iterable[int], ready: int) -> None:
+    """In the forked child: become the service described by `request`; never returns. Once it leads its
+    own session and writes to its log, it says so on `ready` (the server answers the spawn only then)."""
     code = 1
     try:
         os.setsid()
@@ -83,7 +84,8 @@ def _run_child(request: dict[str, Any], inherited_fds: Iterable[int]) -> None:
         os.dup2(devnull, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        for fd in (devnull, log, *inherited_fds):
+        os.write(ready, b"1")
+        for fd in (devnull, log, ready, *inherited_fds):
             with contextlib.suppress(OSError):
                 os.close(fd)
         # Fresh stream objects: the server's ones (and any lock state in them) are not the service's.
@@ -151,12 +153,19 @@ def serve(stdin: IO[str], stdout: IO[str]) -> None:
                 return
             try:
                 request = json.loads(line)
+                ready_read, ready_write = os.pipe()
                 pid = os.fork()
             except (ValueError, OSError) as error:
                 reply({"error": f"{type(error).__name__}: {error}"})
                 continue
             if pid == 0:
-                _run_child(request, (wake_read, wake_write, *_selector_fds(selector)))
+                os.close(ready_read)
+                _run_child(request, (wake_read, wake_write, *_selector_fds(selector)), ready_write)
+            os.close(ready_write)
+            # As `Popen(start_new_session=True)` does: answer once the child has its own session and its
+            # log (one byte), or has died trying (end of file), so the caller can signal its group at once.
+            os.read(ready_read, 1)
+            os.close(ready_read)
             reply({"pid": pid})
 
 
