@@ -41,6 +41,7 @@ from accord.audit import AuditLog, verify_chain
 from accord.card_signing import CardSigner
 from accord.cards import SkillSchemas, build_card
 from accord.storage import create_engine
+from accord.testing.readiness import wait_until_ready
 
 START_TIMEOUT_S = 30
 OPEN_SCHEMA = {"type": "object"}
@@ -250,17 +251,7 @@ def wait_ready(
     base_url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = START_TIMEOUT_S
 ) -> None:
     """Poll /readyz until the service says ready, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"registry exited with {process.returncode}: {log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"registry not ready within {timeout_s}s: {log.read_text()[-4000:]}")
+    wait_until_ready(base_url, process, timeout_s, log)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
+from accord.testing.readiness import wait_until_ready
 from accord.topology import repo_root
 
 
@@ -31,13 +29,4 @@ def start_role(module: str, role: str, state_dir: Path, env: dict[str, str]) -> 
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"service exited with {process.returncode}"
-        try:
-            if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready in {timeout_s}s")
+    wait_until_ready(url, process, timeout_s)

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from accord.testing.ports import free_port
+from accord.testing.readiness import wait_until_ready
 from accord.topology import repo_root
 
 SECRET = "tools-gateway-secret-for-tests-0123456789"
@@ -79,23 +79,9 @@ def start_tool_server(name: str, package: str, tmp: Path, extra_env: Mapping[str
 
 
 def wait_ready(servers: list[ToolServer]) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    pending = list(servers)
-    with httpx2.Client(timeout=1.0) as http:
-        while pending:
-            for server in list(pending):
-                if server.process.poll() is not None:
-                    raise RuntimeError(
-                        f"{server.name} exited:\n{server.log.read_text(errors='replace')[-3000:]}"
-                    )
-                try:
-                    if http.get(server.url + "/readyz").status_code == 200:
-                        pending.remove(server)
-                except httpx2.HTTPError:
-                    pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready within {STARTUP_DEADLINE_S}s: {[s.name for s in pending]}")
-            time.sleep(0.05)
+    # They start together: waiting for each in turn takes as long as the slowest.
+    for server in servers:
+        wait_until_ready(server.url, server.process, STARTUP_DEADLINE_S, server.log)
 
 
 def stop(servers: list[ToolServer]) -> None:
