@@ -130,6 +130,7 @@ class Execution:
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._gates_before = frozenset(self.approvals)
         for step in self.workflow.steps:
             previous = self.records.get(step.id)
             if previous is not None and previous.status == "running":
@@ -153,6 +154,11 @@ class Execution:
                 # Accepted by a reviewer before its branch was chosen: choose it now (a value no branch
                 # names goes back to review).
                 self._select_branch(step, record)
+
+    @property
+    def new_gates(self) -> list[str]:
+        """The approval gates this execution opened (earlier ones were requested, and audited, before)."""
+        return [gate for gate in self.approvals if gate not in self._gates_before]
 
     def note(self, step: str | None, kind: str, detail: str, **data: Any) -> None:
         """Record a decision and why it was taken."""

@@ -550,7 +550,7 @@ class RunService:
         )
 
     async def _request_approval(self, run_id: str, execution: Execution, **fields: Any) -> None:
-        """Stop the run in `waiting_approval` with its gates, and audit each new request."""
+        """Stop the run in `waiting_approval` with its gates, and audit each gate this execution opened."""
         await self._store.update(
             run_id,
             fence=self.owner,
@@ -560,18 +560,14 @@ class RunService:
             budget=execution.budget.record() if execution.budget else None,
             **fields,
         )
-        for gate in execution.approvals.values():
-            if gate["status"] == "pending":
-                details = {"gate": gate["gate"], "after": gate["after"], "expires_at": gate["expires_at"]}
-                await self._audit.append(
-                    AuditEvent(
-                        "orchestrator",
-                        "run.approval_requested",
-                        WAITING_APPROVAL,
-                        run_id=run_id,
-                        details=details,
-                    )
+        for name in execution.new_gates:
+            gate = execution.approvals[name]
+            details = {"gate": name, "after": gate["after"], "expires_at": gate["expires_at"]}
+            await self._audit.append(
+                AuditEvent(
+                    "orchestrator", "run.approval_requested", WAITING_APPROVAL, run_id=run_id, details=details
                 )
+            )
 
     async def decide(self, run_id: str, gate: str, decision: Any, reason: Any, actor: str) -> dict[str, Any]:
         """A person's decision on one approval gate (`approve` or `reject`, with a reason), recorded with

@@ -39,9 +39,8 @@ def bearer_token(headers: Headers) -> str:
     values = headers.getlist("authorization")
     if len(values) != 1:
         raise MissingToken("send exactly one Authorization header" if values else "bearer token required")
-    scheme, _, token = values[0].strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
+    token = bearer_of(values[0])
+    if token is None:
         raise MissingToken("use the Bearer authorization scheme")
     return token
 

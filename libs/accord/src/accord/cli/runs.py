@@ -7,6 +7,7 @@ Runs come from the orchestrator's REST API when it is up, else straight from its
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from accord.audit_trail import AuditTrail
 from accord.cli.clients import GATEWAY_URL_ENV
 from accord.errors import AccordError
+from accord.gateway_client import GatewayBearer
 from accord.operator_credentials import operator_bearer
 from accord.span_store import SpanReader, is_postgres
 from accord.storage import create_engine
@@ -63,6 +65,13 @@ class RunSource:
             os.environ.get(GATEWAY_URL_ENV) or _service_url(state_dir, "gateway", port_offset),
         )
 
+    @functools.cached_property
+    def _operator(self) -> GatewayBearer | None:
+        """The operator's auth, made once: its token serves every call of this command."""
+        if self.orchestrator_url is None or self.gateway_url is None:
+            return None
+        return operator_bearer(self.gateway_url, self.orchestrator_url.rstrip("/"), self.state_dir)
+
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         body = await self._rest("/v1/runs", {"limit": limit})
         if isinstance(body, dict) and isinstance(body.get("runs"), list):
@@ -78,10 +87,8 @@ class RunSource:
 
     async def _rest(self, path: str, params: dict[str, Any]) -> Any:
         """The API's answer as the operator; None (read the store instead) when it cannot be had."""
-        if self.orchestrator_url is None or self.gateway_url is None:
-            return None
-        auth = operator_bearer(self.gateway_url, self.orchestrator_url.rstrip("/"), self.state_dir)
-        if auth is None:
+        auth = self._operator
+        if self.orchestrator_url is None or auth is None:
             return None
         try:
             async with httpx.AsyncClient(timeout=3.0, auth=auth) as client:
