@@ -7,6 +7,9 @@ per-call tasks and streams and a general HTTP client's layers, which together co
 everything else on a call's path; the supervised `mcp.Client` of each upstream still serves listings and
 connection health.
 
+The call is a client span of the gateway's trace, and the trace context travels in both places an MCP server
+may read it: `_meta` (the SDK's server parents its span on it) and the `traceparent` header.
+
 The result is held to the same contract as the SDK client holds it: a JSON-RPC error is the upstream
 refusing; structured content must match the tool's declared output schema (checked with a validator
 compiled once per schema).
@@ -23,6 +26,8 @@ import mcp_types as types
 from jsonschema import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+from opentelemetry import trace
+from opentelemetry.propagate import inject
 from pydantic import SecretStr, ValidationError
 
 from gateway.http_pool import HttpError, HttpResponse, KeepAlivePool
@@ -33,6 +38,7 @@ _CLIENT_META = {
     types.CLIENT_INFO_META_KEY: {"name": "accord-gateway", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
+_tracer = trace.get_tracer("accord.gateway")
 
 
 class CallRefused(Exception):
@@ -91,17 +97,24 @@ class UpstreamCaller:
         self, tool: str, arguments: dict[str, Any], output_schema: Mapping[str, Any] | None
     ) -> types.CallToolResult:
         request_id = next(self._ids)
-        body = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments, "_meta": _CLIENT_META},
-        }
-        headers = {**self._headers, "mcp-name": tool}
-        try:
-            response = await self._pool.post(json.dumps(body, separators=(",", ":")).encode(), headers)
-        except HttpError as exc:
-            raise CallTransportError(str(exc)) from None
+        with _tracer.start_as_current_span(
+            f"tools/call {tool}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": tool},
+        ):
+            carrier: dict[str, str] = {}
+            inject(carrier)
+            body = {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments, "_meta": {**_CLIENT_META, **carrier}},
+            }
+            headers = {**self._headers, **carrier, "mcp-name": tool}
+            try:
+                response = await self._pool.post(json.dumps(body, separators=(",", ":")).encode(), headers)
+            except HttpError as exc:
+                raise CallTransportError(str(exc)) from None
         message = _response_message(response, request_id)
         if "error" in message:
             raise CallRefused("refused")

@@ -1,7 +1,9 @@
-"""One trace per credit-risk run across the whole mesh (real processes: the session mesh, whose
-orchestrator reaches the relay over JSON-RPC): every span of every service carries the caller's trace id,
-and the spans form one tree from the caller's span down to the tool servers, more than four hops deep,
-with the GenAI `invoke_agent` and `execute_tool` spans where the work happens."""
+"""One trace per credit-risk run across the whole mesh (real processes: the session mesh), on each A2A
+transport between the orchestrator, the gateway's relay and the agents (JSON-RPC, HTTP+JSON, gRPC: the
+orchestrator is restarted with `ACCORD_RELAY_TRANSPORT` for each and put back on JSON-RPC afterwards):
+every span of every service carries the caller's trace id, and the spans form one tree from the caller's
+span down to the tool servers, more than four hops deep, with the GenAI `invoke_agent` and `execute_tool`
+spans where the work happens."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from accord.mesh import MeshRunner
 from accord.span_store import SpanReader, StoredSpan
@@ -20,6 +24,7 @@ from accord.topology import repo_root
 INPUT_FIELDS = ("applicant_id", "account_id", "name", "birth_date", "country", "requested_amount")
 AGENTS = ("sanctions-agent", "bureau-agent", "ledger-agent")
 SPANS_WAIT_S = 20.0
+TRANSPORTS = ("JSONRPC", "HTTP+JSON", "GRPC")
 
 
 def strong_applicant() -> dict[str, Any]:
@@ -35,19 +40,48 @@ def hops_to_root(span: StoredSpan, by_id: dict[str, StoredSpan]) -> list[StoredS
     return chain
 
 
-async def spans_of(mesh: MeshRunner, trace_id: str, services: set[str]) -> list[StoredSpan]:
-    """The trace's spans once every expected service has flushed its share."""
+async def spans_of(mesh: MeshRunner, trace_id: str, services: set[str], root: str) -> list[StoredSpan]:
+    """The trace's spans once every expected service has flushed its share: spans are exported in
+    batches, so a parent (the orchestrator's server span ends last) may land after its children."""
     reader = SpanReader(mesh.state_dir)
     deadline = time.monotonic() + SPANS_WAIT_S
     while True:
         spans = await reader.trace(trace_id)
         tool_calls = [s for s in spans if s.name.startswith("execute_tool")]
-        if (services <= {s.service for s in spans} and len(tool_calls) >= 5) or time.monotonic() > deadline:
+        known = {s.span_id for s in spans} | {root}
+        complete = all(s.parent_span_id in known for s in spans)
+        if services <= {s.service for s in spans} and len(tool_calls) >= 5 and complete:
+            return spans
+        if time.monotonic() > deadline:
             return spans
         await asyncio.sleep(0.2)
 
 
-async def test_a_credit_risk_run_is_one_trace_from_the_caller_to_the_tool_servers(mesh: MeshRunner) -> None:
+@pytest.fixture(params=TRANSPORTS)
+def relay_transport(request: pytest.FixtureRequest, mesh: MeshRunner) -> Iterator[str]:
+    """The session mesh's orchestrator, reaching the relay (and through it the agents) on one transport."""
+    transport: str = request.param
+    if transport != "JSONRPC":
+        restart_orchestrator(mesh, transport)
+    try:
+        yield transport
+    finally:
+        if transport != "JSONRPC":
+            restart_orchestrator(mesh, None)
+
+
+def restart_orchestrator(mesh: MeshRunner, transport: str | None) -> None:
+    env = mesh.extra_env.setdefault("orchestrator", {})
+    env.pop("ACCORD_RELAY_TRANSPORT", None)
+    if transport is not None:
+        env["ACCORD_RELAY_TRANSPORT"] = transport
+    mesh.kill("orchestrator")
+    mesh.start()
+
+
+async def test_a_credit_risk_run_is_one_trace_from_the_caller_to_the_tool_servers(
+    mesh: MeshRunner, relay_transport: str
+) -> None:
     trace_id, root = secrets.token_hex(16), secrets.token_hex(8)
     async with httpx.AsyncClient(timeout=60, auth=mesh.operator_auth()) as http:
         response = await http.post(
@@ -59,7 +93,7 @@ async def test_a_credit_risk_run_is_one_trace_from_the_caller_to_the_tool_server
     assert response.status_code == 201, response.text
     services = {"orchestrator", "gateway", *AGENTS, "sanctions-tools", "bureau-tools", "ledger-tools"}
 
-    spans = await spans_of(mesh, trace_id, services)
+    spans = await spans_of(mesh, trace_id, services, root)
 
     assert services <= {s.service for s in spans}
     assert {s.trace_id for s in spans} == {trace_id}
@@ -77,6 +111,11 @@ async def test_a_credit_risk_run_is_one_trace_from_the_caller_to_the_tool_server
         assert path[:2] == [agent, agent]
         assert "gateway" in path
         assert client[0] in hops_to_root(own[0], by_id)
+    # Each tool server answered its call inside the gateway's call to it (not just a catalog listing).
+    for server in ("sanctions-tools", "bureau-tools", "ledger-tools"):
+        calls = [s for s in spans if s.service == server and s.name.startswith("tools/call ")]
+        assert calls, f"{server} served no tools/call in the trace"
+        assert all(by_id[s.parent_span_id].service == "gateway" for s in calls)
     tool_spans = [s for s in spans if s.name.startswith("execute_tool")]
     assert len(tool_spans) >= 5
     deepest = max(len(hops_to_root(s, by_id)) for s in spans)
