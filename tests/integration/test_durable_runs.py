@@ -3,7 +3,10 @@
 run twice by its agent. Then two orchestrator replicas on one PostgreSQL database: one is killed mid-run,
 the other takes its runs over once their leases expire and finishes them.
 
-Then budgets: a fan-out of 1,000 steps under a budget of 50 agent tasks reaches the agent at most 50 times.
+Then budgets: a fan-out of 1,000 steps under a budget of 50 agent tasks reaches the agent at most 50 times;
+model tokens and their cost, reported by the agent with each answer, priced by the orchestrator, shared
+out among the steps still to be sent and stopping the run once spent; a delegation depth beyond the run's
+budget is refused.
 
 A mesh of its own, only what the runs need: registry, gateway (federating no tool server) and
 orchestrator as processes. The test agent is built with the agent SDK in this process, registers in the
@@ -41,7 +44,8 @@ from accord.agent.executor import SkillExecutor
 from accord.agent.settings import AgentSettings
 from accord.agent.testing import RunningAgent, running_agent
 from accord.mesh import MeshRunner
-from accord.span_store import asyncpg_dsn
+from accord.span_store import SpanReader, asyncpg_dsn
+from accord.telemetry import COST_USD
 from accord.testing.backing_services import require_postgres
 from accord.testing.ports import free_port
 from tests.integration.test_workflow_guards import ScratchAgent
@@ -97,6 +101,27 @@ WIDE_WORKFLOW: dict[str, Any] = {
 }
 
 
+MODEL_STEPS = ("m1", "m2", "m3")
+MODEL_WORKFLOW: dict[str, Any] = {
+    "name": "durable-model",
+    "version": 1,
+    "description": "Three parallel steps that use a model, under a budget of tokens.",
+    "input_schema": {"type": "object", "required": ["tag", "tokens"]},
+    "steps": [
+        {
+            "id": step,
+            "skill": "model-work",
+            "input": {"label": step, "tag": "$input.tag", "tokens": "$input.tokens"},
+        }
+        for step in MODEL_STEPS
+    ],
+    "budget": {"tokens": 3000},
+    "synthesis": "collect",
+}
+# The shipped price catalog (deploy/policies/model-prices.yaml), USD per million tokens.
+SMALL_CHAT = {"input": 0.15, "output": 0.60}
+
+
 # --- the test agent -------------------------------------------------------------------------------
 
 
@@ -110,6 +135,12 @@ class Worked(BaseModel):
     label: str
     value: int
     confidence: float = 1.0
+
+
+class ModelWork(BaseModel):
+    label: str
+    tag: str
+    tokens: int
 
 
 class Sum(BaseModel):
@@ -129,6 +160,8 @@ class Witness:
 
     ran: Counter[tuple[str, str]] = field(default_factory=Counter)
     started: dict[str, asyncio.Event] = field(default_factory=dict)
+    # The token allowance each (run tag, step) was given.
+    allowances: dict[tuple[str, str], int | None] = field(default_factory=dict)
 
     def began(self, tag: str) -> asyncio.Event:
         return self.started.setdefault(tag, asyncio.Event())
@@ -154,6 +187,15 @@ def durable_agent(witness: Witness) -> ScratchAgent:
         await asyncio.sleep(request.delay_ms / 1000)
         return Worked(label=request.label, value=7 * (ord(request.label) - ord("a") + 1))
 
+    @agent.skill("model-work")
+    async def model_work(request: ModelWork, tools: ToolBox) -> Worked:
+        """Stands for a skill that calls a language model: it reports the tokens the call took (prompt
+        `tokens`, half as many out), as a skill reports what its model's response says it used."""
+        witness.ran[(request.tag, request.label)] += 1
+        witness.allowances[(request.tag, request.label)] = tools.tokens_left
+        tools.report_usage("small-chat", request.tokens, request.tokens // 2)
+        return Worked(label=request.label, value=request.tokens)
+
     @agent.skill("durable-sum")
     async def total(request: Sum, _tools: ToolBox) -> Summed:
         witness.ran[(request.tag, "c")] += 1
@@ -171,6 +213,7 @@ def durable_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunne
     (root / "workflows").mkdir()
     (root / "workflows" / "durable-fan-in.yaml").write_text(yaml.safe_dump(WORKFLOW))
     (root / "workflows" / "durable-wide.yaml").write_text(yaml.safe_dump(WIDE_WORKFLOW))
+    (root / "workflows" / "durable-model.yaml").write_text(yaml.safe_dump(MODEL_WORKFLOW))
     delegation = {"version": 1, "callers": {"orchestrator": {"agents": {"durable-agent": ["*"]}}}}
     (root / "delegation.yaml").write_text(yaml.safe_dump(delegation))
     runner = MeshRunner(
@@ -480,3 +523,118 @@ async def test_a_fan_out_of_a_thousand_under_a_budget_of_fifty_reaches_the_agent
     assert sum(1 for step in run["steps"] if step["status"] == "skipped") >= WIDE - 50
     assert (loosen.status_code, loosen.json()["error"]["reason"]) == (422, "invalid_input")
     assert not any(t == f"{tag}-bad" for t, _label in durable.witness.ran)
+
+
+# --- model tokens and cost ------------------------------------------------------------------------
+
+
+async def run_model_work(
+    durable: Durable, tokens: int, budget: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    tag = f"model-{uuid.uuid4().hex[:8]}"
+    async with operator_http(durable.mesh, WAIT_S + 10) as http:
+        response = await http.post(
+            f"/v1/workflows/{MODEL_WORKFLOW['name']}/runs",
+            params={"wait": WAIT_S},
+            json={"tag": tag, "tokens": tokens},
+            headers={"Accord-Budget": budget} if budget else {},
+        )
+    assert response.status_code == 201, response.text
+    return tag, response.json()
+
+
+async def priced_spans(mesh: MeshRunner, run_id: str) -> list[float]:
+    """The cost on the orchestrator's `invoke_agent` spans of the run, once they are flushed."""
+    reader = SpanReader(mesh.state_dir)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        spans = [s for trace in await reader.trace_ids_for_run(run_id) for s in await reader.trace(trace)]
+        costs = [
+            float(s.attributes[COST_USD])
+            for s in spans
+            if s.service == "orchestrator" and s.name.startswith("invoke_agent") and COST_USD in s.attributes
+        ]
+        if len(costs) >= len(MODEL_STEPS) or time.monotonic() > deadline:
+            return costs
+        await asyncio.sleep(0.2)
+
+
+def small_chat_cost(input_tokens: int, output_tokens: int) -> float:
+    return (input_tokens * SMALL_CHAT["input"] + output_tokens * SMALL_CHAT["output"]) / 1_000_000
+
+
+async def test_model_tokens_are_shared_out_reported_priced_and_recorded_per_step_and_run(
+    durable: Durable,
+) -> None:
+    tag, run = await run_model_work(durable, 400)
+
+    assert run["status"] == "completed", run
+    # 3,000 tokens among three steps still to be sent: an even share each, none of it spent yet.
+    assert sorted(durable.witness.allowances[(tag, step)] or 0 for step in MODEL_STEPS) == [1000] * 3
+    for step in run["steps"]:
+        assert step["usage"] == {
+            "models": {"small-chat": {"input_tokens": 400, "output_tokens": 200}},
+            "input_tokens": 400,
+            "output_tokens": 200,
+            "cost": pytest.approx(small_chat_cost(400, 200)),
+        }
+    spent = run["budget"]["spent"]
+    assert (spent["input_tokens"], spent["output_tokens"], spent["tokens"]) == (1200, 600, 1800)
+    assert spent["cost"] == pytest.approx(small_chat_cost(1200, 600))
+    assert run["budget"]["exceeded"] is None
+    # Priced on the orchestrator's span of each agent call, so `accord trace` and `accord runs` add it up.
+    assert await priced_spans(durable.mesh, run["id"]) == pytest.approx([small_chat_cost(400, 200)] * 3)
+
+
+async def test_a_step_that_needs_more_than_its_share_of_tokens_stops_the_run_with_what_was_spent(
+    durable: Durable,
+) -> None:
+    _tag, run = await run_model_work(durable, 800)  # 1,200 tokens a step, against shares of 1,000
+
+    assert (run["status"], run["error"]["reason"], run["error"]["limit"]) == (
+        "budget_exceeded",
+        "budget_exceeded",
+        "tokens",
+    )
+    assert run["budget"]["exceeded"] == "tokens"
+    failed = [step for step in run["steps"] if step["status"] == "failed"]
+    assert failed
+    assert all(step["error"]["reason"] == "budget_exceeded" for step in failed)
+    # What the agent spent before it was stopped is counted, priced and kept with the run.
+    reported = [step["usage"] for step in run["steps"] if step["usage"]]
+    assert reported
+    assert all(u["input_tokens"] == 800 and u["output_tokens"] == 400 for u in reported)
+    spent = run["budget"]["spent"]
+    assert spent["tokens"] == 1200 * len(reported)
+    assert spent["cost"] == pytest.approx(small_chat_cost(800 * len(reported), 400 * len(reported)))
+
+
+async def test_a_cost_budget_from_the_request_stops_the_run_once_its_dollars_are_spent(
+    durable: Durable,
+) -> None:
+    # Each step costs $0.00018: the third answer takes the run past $0.0005.
+    tag, run = await run_model_work(durable, 400, budget="cost=0.0005")
+
+    assert (run["status"], run["error"]["limit"]) == ("budget_exceeded", "cost")
+    assert run["budget"]["limits"] == {"tokens": 3000, "cost": 0.0005}
+    assert run["budget"]["spent"]["cost"] == pytest.approx(small_chat_cost(1200, 600))
+    assert sum(n for (t, _label), n in durable.witness.ran.items() if t == tag) == 3
+
+
+async def test_a_request_deeper_than_its_budget_allows_is_refused_before_anything_runs(
+    durable: Durable,
+) -> None:
+    tag = f"deep-{uuid.uuid4().hex[:8]}"
+    body = {"tag": tag, "tokens": 1}
+    async with operator_http(durable.mesh, WAIT_S) as http:
+        runs_before = len((await http.get("/v1/runs", params={"limit": 500})).json()["runs"])
+        allowed = await http.post(
+            f"/v1/workflows/{MODEL_WORKFLOW['name']}/runs",
+            params={"wait": WAIT_S},
+            json=body,
+            headers={"Accord-Budget": "depth=0"},  # a caller's own request is depth 0
+        )
+        assert allowed.status_code == 201, allowed.text
+        assert allowed.json()["budget"]["limits"]["depth"] == 0
+        runs_after = len((await http.get("/v1/runs", params={"limit": 500})).json()["runs"])
+    assert runs_after == runs_before + 1

@@ -346,7 +346,8 @@ def orchestrator_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with the token its stand-in token endpoint issues to the operator (the gateway's part, in brief)."""
     app = FastAPI()
     run = {"id": "rest-run", "workflow": "credit-risk", "status": "completed", "created_at": 100.0}
-    run |= {"finished_at": 100.25, "trace_id": TRACE_ID, "result": {"decision": "approve"}, "cost_usd": 0.5}
+    run |= {"finished_at": 100.25, "trace_id": TRACE_ID, "result": {"decision": "approve"}}
+    run["budget"] = {"limits": {}, "spent": {"tasks": 3, "tokens": 1000, "cost": 0.5}, "exceeded": None}
 
     def authorized(request: Request) -> None:
         if request.headers.get("authorization") != f"Bearer {STAND_IN_TOKEN}":

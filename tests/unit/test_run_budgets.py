@@ -13,9 +13,12 @@ import pytest
 from accord.audit import AuditLog
 from accord.errors import AccordError
 from accord.storage import create_engine
-from orchestrator.budgets import budget_from_header, budget_from_object
+from accord.usage import ModelUsage, Usage
+from orchestrator.budgets import BudgetExceeded, RunBudget, budget_from_header, budget_from_object
+from orchestrator.dispatch import StepOutcome
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunService
+from orchestrator.step_grants import StepRef
 from orchestrator.workflows import BudgetSpec, WorkflowSpec
 from tests.stand_in_dispatcher import StandInDispatcher, answer
 
@@ -72,11 +75,15 @@ def test_budget_requests_are_parsed_strictly() -> None:
     assert budget_from_header("tasks=50, wall_s=2.5") == BudgetSpec(tasks=50, wall_s=2.5)
     assert budget_from_header(None) is None
     assert budget_from_object({"tasks": 3.0}) == BudgetSpec(tasks=3)
-    for bad in ("tasks", "tasks=-1", "tasks=0", "cost=5", "tasks=1; wall_s=2", "x" * 300):
+    for bad in ("tasks", "tasks=-1", "tasks=0", "dollars=5", "tokens=1.5", "tasks=1; wall_s=2", "x" * 300):
         with pytest.raises(AccordError) as refused:
             budget_from_header(bad)
         assert refused.value.reason == "invalid_input", bad
-    for bad_object in ([1], {"tasks": "many"}, {"tasks": 1.5}, {"unknown": 1}):
+    assert budget_from_header("tokens=2000, cost=0.25, depth=1") == BudgetSpec(
+        tokens=2000, cost=0.25, depth=1
+    )
+    assert budget_from_object({"tokens": 2000.0, "depth": 0.0}) == BudgetSpec(tokens=2000, depth=0)
+    for bad_object in ([1], {"tasks": "many"}, {"tasks": 1.5}, {"unknown": 1}, {"depth": -1}, {"cost": -0.1}):
         with pytest.raises(AccordError):
             budget_from_object(bad_object)
 
@@ -176,3 +183,81 @@ async def test_a_tool_call_the_gateway_refused_for_the_budget_stops_the_run_with
         "tool_calls",
         "tool_calls",
     )
+
+
+async def test_a_request_deeper_than_its_budget_allows_is_refused_audited_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    dispatcher = StandInDispatcher({"work": answer({"v": 1})})
+    spec = fan_out(2, {"depth": 2})
+    runs, audit = await service(tmp_path, spec, dispatcher)
+
+    with pytest.raises(AccordError) as refused:
+        await runs.admit("wide", {}, "a2a:orchestrator", depth=1, budget=BudgetSpec(depth=0))
+    with pytest.raises(AccordError) as too_deep_for_the_workflow:
+        await runs.admit("wide", {}, "a2a:orchestrator", depth=3)
+
+    assert refused.value.reason == too_deep_for_the_workflow.value.reason == "delegation_depth_exceeded"
+    assert "at most 0" in refused.value.detail
+    denied = [r for r in await audit.records() if r["action"] == "run.start"]
+    assert [(r["outcome"], r["reason"]) for r in denied] == [("denied", "delegation_depth_exceeded")] * 2
+    assert dispatcher.calls == []
+
+
+async def test_every_step_carries_the_runs_depth_limit_and_an_even_share_of_its_tokens(
+    tmp_path: Path,
+) -> None:
+    seen: list[StepRef] = []
+
+    class Recording(StandInDispatcher):
+        async def dispatch(
+            self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
+        ) -> StepOutcome:
+            seen.append(step)
+            return await super().dispatch(skill, data, step, timeout_s)
+
+    spec = fan_out(4, {"tokens": 1000, "depth": 1})
+    # Slow enough that all four are under way together, each holding its share.
+    runs, _audit = await service(tmp_path, spec, Recording({"work": answer({"v": 1}, delay_s=0.05)}))
+
+    run = await runs.run(spec, {}, "test")
+
+    assert run["status"] == "completed"
+    assert {step.depth_limit for step in seen} == {1}
+    # Nothing is reported, so each share is what is left unreserved over the steps still to be sent.
+    assert sorted(step.token_allowance or 0 for step in seen) == [250] * 4
+    assert run["budget"]["spent"]["tokens"] == 0
+
+
+def test_a_run_budget_shares_out_its_tokens_and_trips_on_tokens_or_cost() -> None:
+    budget = RunBudget(BudgetSpec(tokens=900, cost=0.01), started_at=0.0)
+    assert budget.reserve_tokens("a", 3) == 300
+    assert budget.reserve_tokens("b", 2) == 300
+    assert budget.reserve_tokens("c", 1) == 300
+    budget.charge("a", Usage({"m": ModelUsage(100, 50)}), 0.001)  # 150 spent, 150 of a's share back
+    assert budget.reserve_tokens("d", 1) == 150
+    budget.release("b")
+    budget.release("c")
+    budget.release("d")
+    with pytest.raises(BudgetExceeded) as tokens:
+        budget.charge("e", Usage({"m": ModelUsage(700, 100)}), 0.001)
+    assert (tokens.value.limit, budget.exceeded) == ("tokens", "tokens")
+    with pytest.raises(BudgetExceeded):
+        budget.reserve_task()  # nothing more starts once the tokens are spent
+    record = budget.record()
+    assert record["spent"] | {"wall_s": 0} == {
+        "tasks": 0,
+        "wall_s": 0,
+        "input_tokens": 800,
+        "output_tokens": 150,
+        "tokens": 950,
+        "cost": 0.002,
+    }
+    again = RunBudget.from_record(record, started_at=0.0)
+    assert (again.tokens, again.cost, again.exceeded) == (950, 0.002, "tokens")
+
+    dear = RunBudget(BudgetSpec(cost=0.001), started_at=0.0)
+    assert dear.reserve_tokens("a", 1) is None  # no token limit: no allowance is set
+    with pytest.raises(BudgetExceeded) as cost:
+        dear.charge("a", Usage({"m": ModelUsage(1, 1)}), 0.0011)
+    assert cost.value.limit == "cost"

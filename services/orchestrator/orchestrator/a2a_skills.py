@@ -120,7 +120,7 @@ class WorkflowExecutor(AgentExecutor):
             await updater.reject(updater.new_agent_message([_error_part(error)]))
             return
         try:
-            spec = await self._runs.admit(workflow or "", data, _caller(context), depth)
+            spec = await self._runs.admit(workflow or "", data, _caller(context), depth, budget)
         except AccordError as error:
             await updater.reject(updater.new_agent_message([_error_part(error)]))
             return

@@ -46,7 +46,7 @@ def create_api_router(runs: RunService, wait_max_s: float) -> APIRouter:
         except AccordError as error:
             await runs.refuse(name, error, actor)
             raise
-        spec = await runs.admit(name, data, actor)
+        spec = await runs.admit(name, data, actor, budget=budget)
         run_id = await runs.start(spec, data, actor, budget=budget)
         run = await runs.wait(run_id, min(wait, wait_max_s)) if wait else await runs.get(run_id)
         status = 202 if run["status"] == "running" else 201

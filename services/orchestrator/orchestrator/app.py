@@ -29,6 +29,7 @@ from orchestrator.breakers import CircuitBreakers
 from orchestrator.callers import CallerTrust, advertise_security
 from orchestrator.discovery import CachingRegistryClient
 from orchestrator.dispatch import AgentDispatcher
+from orchestrator.prices import PriceCatalog
 from orchestrator.relay_link import RelayLink, ReplyVerifier
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunService
@@ -51,8 +52,9 @@ class Orchestrator:
         self.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         self.gateway_keys = GatewayKeys(settings.gateway_url) if settings.gateway_url else None
         self.breakers = CircuitBreakers(settings.breaker_failures, settings.breaker_open_s)
+        prices = PriceCatalog.load(settings.model_prices_file)
         self.dispatcher = AgentDispatcher(
-            self.registry, settings.step_timeout_s, self._relay_link(), self.breakers
+            self.registry, settings.step_timeout_s, self._relay_link(), self.breakers, prices
         )
         workflows = load_workflows(settings.workflows_dir)
         self.runs = RunService(
@@ -62,6 +64,7 @@ class Orchestrator:
             self.audit,
             owner=settings.lease_owner(),
             lease_s=settings.run_lease_s,
+            prices=prices,
         )
         grpc_address = settings.grpc_address(settings.grpc_port)
         card = orchestrator_card(workflows, settings.base_url, grpc_address)

@@ -1,8 +1,8 @@
 """A run's budget: what it may spend, what it has spent, and the stop when a limit is reached.
 
 Limits come from the workflow (`budget:`) and may be tightened, never loosened, per request: the REST
-header `Accord-Budget: tasks=50, tool_calls=100, wall_s=30` or, on A2A, the message metadata
-`accord.budget` (`{"tasks": 50, "wall_s": 30}`).
+header `Accord-Budget: tasks=50, tool_calls=100, wall_s=30, tokens=20000, cost=0.5, depth=1` or, on A2A,
+the message metadata `accord.budget` (`{"tasks": 50, "wall_s": 30}`).
 
 * Agent tasks are reserved before each dispatch (every try counts; a try a restarted orchestrator resumes
   was counted when it was first sent), so a fan-out asking for 1,000 tasks under a budget of 50 sends at
@@ -12,7 +12,15 @@ header `Accord-Budget: tasks=50, tool_calls=100, wall_s=30` or, on A2A, the mess
   (`accord.budget`), the relay writes it into the step's task grant, and the gateway refuses the run's
   tool calls beyond it (`budget_exceeded`), whatever an agent does between two checks of the orchestrator.
 
-When the tasks or wall-time limit is reached no new work starts, the steps under way are cancelled, and
+* Model tokens and their cost are reported by the agents with each answer (`accord.usage`) and priced here
+  (`orchestrator.prices`). Before a step is sent it reserves its share of the tokens left: what nobody has
+  reserved, split evenly among the steps still to be sent; the agent SDK holds the step to that allowance
+  (`accord.budget.tokens`). What an answer reports replaces the reservation; an answer that takes the run
+  past its tokens or cost (an agent that ignored its allowance) stops the run at once.
+* Delegation depth: a request deeper than the run's `depth` is refused before the run exists, and every
+  step carries the limit on, so another orchestrator's run for a step is held to it too.
+
+When a limit is reached no new work starts, the steps under way are cancelled, and
 the run ends `budget_exceeded` with what it spent. What was spent is part of the run's checkpoint, so a
 resumed run keeps counting where it stopped.
 """
@@ -21,17 +29,19 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from accord.errors import AccordError
+from accord.usage import Usage
 from orchestrator.workflows import BudgetSpec
 
 BUDGET_HEADER = "accord-budget"
 _MEMBER = re.compile(r"^\s*([a-z_]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*$")
 _MAX_HEADER = 256
+_COUNTS = frozenset({"tasks", "tool_calls", "tokens", "depth"})
 
 
 class BudgetExceeded(AccordError):
@@ -63,8 +73,10 @@ def budget_from_object(value: object) -> BudgetSpec | None:
         return None
     if not isinstance(value, dict):
         raise AccordError("invalid_input", "the budget must be an object of limits")
-    if "tasks" in value and isinstance(value["tasks"], float) and value["tasks"].is_integer():
-        value = {**value, "tasks": int(value["tasks"])}
+    # Counts cross protobuf Struct (A2A metadata) and the header as doubles: a whole one is a count.
+    value = {
+        k: int(v) if k in _COUNTS and isinstance(v, float) and v.is_integer() else v for k, v in value.items()
+    }
     try:
         return BudgetSpec.model_validate(value)
     except ValidationError as error:
@@ -80,6 +92,15 @@ class RunBudget:
     started_at: float
     tasks: int = 0
     exceeded: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    # Tokens held for steps sent and not yet answered, by their dispatch key.
+    reserved: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
     def reserve_task(self) -> None:
         """Count one more agent task, or raise `BudgetExceeded` when that would pass the limit."""
@@ -87,7 +108,44 @@ class RunBudget:
         if limit is not None and self.tasks >= limit:
             raise self.trip("tasks", f"the run's budget of {limit} agent tasks is spent")
         self.check_wall()
+        self.check_spend()
         self.tasks += 1
+
+    def check_spend(self) -> None:
+        """Raise `BudgetExceeded` when the run's tokens or cost are spent."""
+        tokens, cost = self.limits.tokens, self.limits.cost
+        if tokens is not None and self.tokens >= tokens:
+            raise self.trip("tokens", f"the run's budget of {tokens} tokens is spent ({self.tokens} used)")
+        if cost is not None and self.cost >= cost:
+            raise self.trip("cost", f"the run's budget of ${cost:g} is spent (${self.cost:g} used)")
+
+    def reserve_tokens(self, key: str, steps_to_send: int) -> int | None:
+        """Hold the allowance of the step sent under `key`: an even share, among `steps_to_send` (this one
+        included), of the tokens nobody has spent or reserved; None when the run has no token limit."""
+        if self.limits.tokens is None:
+            return None
+        self.reserved.pop(key, None)
+        free = max(0, self.limits.tokens - self.tokens - sum(self.reserved.values()))
+        allowance = free // max(1, steps_to_send)
+        self.reserved[key] = allowance
+        return allowance
+
+    def charge(self, key: str, usage: Usage, cost: float) -> None:
+        """Replace the step's reservation with what it reports it spent; `BudgetExceeded` when that takes
+        the run past its tokens or cost (the step's work is kept, no new work starts)."""
+        self.reserved.pop(key, None)
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cost = round(self.cost + cost, 6)
+        tokens, limit = self.limits.tokens, self.limits.cost
+        if tokens is not None and self.tokens > tokens:
+            raise self.trip("tokens", f"the run spent {self.tokens} tokens of its budget of {tokens}")
+        if limit is not None and self.cost > limit:
+            raise self.trip("cost", f"the run spent ${self.cost:g} of its budget of ${limit:g}")
+
+    def release(self, key: str) -> None:
+        """A step that ended without reporting usage gives its reservation back."""
+        self.reserved.pop(key, None)
 
     def check_wall(self) -> None:
         left = self.wall_left()
@@ -108,7 +166,14 @@ class RunBudget:
         wall = time.time() - self.started_at
         return {
             "limits": self.limits.limits(),
-            "spent": {"tasks": self.tasks, "wall_s": round(wall, 3)},
+            "spent": {
+                "tasks": self.tasks,
+                "wall_s": round(wall, 3),
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "tokens": self.tokens,
+                "cost": self.cost,
+            },
             "exceeded": self.exceeded,
         }
 
@@ -116,5 +181,13 @@ class RunBudget:
     def from_record(cls, record: dict[str, Any] | None, started_at: float) -> RunBudget:
         record = record or {}
         limits = BudgetSpec.model_validate(record.get("limits") or {})
-        spent = int((record.get("spent") or {}).get("tasks") or 0)
-        return cls(limits, started_at, spent, record.get("exceeded"))
+        spent = record.get("spent") or {}
+        return cls(
+            limits,
+            started_at,
+            int(spent.get("tasks") or 0),
+            record.get("exceeded"),
+            int(spent.get("input_tokens") or 0),
+            int(spent.get("output_tokens") or 0),
+            float(spent.get("cost") or 0.0),
+        )

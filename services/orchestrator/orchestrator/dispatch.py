@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -39,11 +39,20 @@ from jsonschema import Draft202012Validator
 
 from accord.cards import skill_schemas
 from accord.errors import AccordError
-from accord.payloads import GRANT_RECORD_METADATA_KEY, first_data, metadata_of, skill_request, task_result
+from accord.payloads import (
+    GRANT_RECORD_METADATA_KEY,
+    RESULT_ARTIFACT,
+    first_data,
+    metadata_of,
+    skill_request,
+    task_result,
+)
 from accord.registry_client import RegisteredAgent, RegistryClient
-from accord.telemetry import invoke_agent
+from accord.telemetry import invoke_agent, record_usage
+from accord.usage import USAGE_METADATA_KEY, Usage
 from orchestrator import faults
 from orchestrator.breakers import CircuitBreakers
+from orchestrator.prices import PriceCatalog
 from orchestrator.relay_link import RelayLink, relay_failure
 from orchestrator.step_grants import RemoteTask, StepRef
 
@@ -83,6 +92,8 @@ class StepOutcome:
     task_id: str
     attempts: list[dict[str, Any]]
     grant: dict[str, Any] | None = None
+    # The model usage the agent reported with its answer (untrusted; checked by `Usage.from_json`).
+    usage: Usage = field(default_factory=Usage)
 
 
 class TaskAssembly:
@@ -148,8 +159,10 @@ class AgentDispatcher:
         timeout_s: float,
         relay: RelayLink | None = None,
         breakers: CircuitBreakers | None = None,
+        prices: PriceCatalog | None = None,
     ) -> None:
         self._registry = registry
+        self.prices = prices
         self._timeout_s = timeout_s
         self._relay = relay
         self._turns = itertools.count()
@@ -206,11 +219,15 @@ class AgentDispatcher:
             started = time.perf_counter()
             try:
                 # The GenAI span of this orchestrator calling the agent (the agent's own is INTERNAL).
-                with invoke_agent(agent.name, skill=skill, step=step.step_id, run_id=step.run_id):
+                with invoke_agent(agent.name, skill=skill, step=step.step_id, run_id=step.run_id) as span:
                     async with asyncio.timeout_at(deadline):
                         assembly = await self._attempt(
                             agent, resumed, _watching(step, accepted), skill, data, timeout
                         )
+                    usage = reported_usage(agent, assembly.task) if assembly.task is not None else Usage()
+                    if usage.by_model and self.prices is not None:
+                        # Priced where the orchestrator called the agent; the agent's span holds the tokens.
+                        record_usage(cost_usd=self.prices.cost(usage), span=span)
             except TimeoutError:
                 attempt["outcome"] = "timed_out"
                 self.breakers.failed(agent.name)
@@ -235,13 +252,13 @@ class AgentDispatcher:
                 attempt["grant"] = assembly.grant
             try:
                 task = self._final_task(agent, assembly)
-                output = self._checked_output(agent, skill, task)
+                output = self._checked_output(agent, skill, task, usage)
             except AccordError as error:
                 if _agents_fault(error):
                     self.breakers.failed(agent.name)
                 raise _with_attempts(error, attempts) from None
             self.breakers.succeeded(agent.name)
-            return StepOutcome(agent.name, output, latency_ms, task.id, attempts, assembly.grant)
+            return StepOutcome(agent.name, output, latency_ms, task.id, attempts, assembly.grant, usage)
         assert last_error is not None
         raise _with_attempts(AccordError("agent_unavailable", last_error.detail), attempts)
 
@@ -325,6 +342,8 @@ class AgentDispatcher:
             deadline=time.time() + call.timeout_s,
             idempotency_key=step.key,
             tool_call_limit=step.tool_call_limit,
+            token_allowance=step.token_allowance,
+            depth_limit=step.depth_limit,
         )
         request = SendMessageRequest(message=message)
         # The client streams only when the agent's card says it can; otherwise the send is unary.
@@ -419,12 +438,15 @@ class AgentDispatcher:
         return assembly.task
 
     @staticmethod
-    def _checked_output(agent: RegisteredAgent, skill: str, task: Task) -> dict[str, Any]:
+    def _checked_output(agent: RegisteredAgent, skill: str, task: Task, usage: Usage) -> dict[str, Any]:
         if task.status.state != TaskState.TASK_STATE_COMPLETED:
             reported = first_data(task.status.message.parts) if task.status.HasField("message") else None
             reason = ((reported or {}).get("error") or {}).get("reason", "unknown")
             raise AccordError(
-                "agent_failed", f"agent {agent.name} failed the step ({reason})", agent_reason=reason
+                "agent_failed",
+                f"agent {agent.name} failed the step ({reason})",
+                agent_reason=reason,
+                **({"usage": usage.to_json()} if usage.by_model else {}),
             )
         output = task_result(task)
         contract = skill_schemas(agent.card).get(skill)
@@ -435,6 +457,24 @@ class AgentDispatcher:
             where = "/".join(str(p) for p in problems[0].absolute_path) or "(root)"
             raise AccordError("contract_violation", f"agent {agent.name} output invalid at {where}")
         return output
+
+
+def reported_usage(agent: RegisteredAgent, task: Task) -> Usage:
+    """The model usage an agent reported on its task: with the result artifact, or next to the error of
+    a failed task. A malformed report is the agent breaking its contract."""
+    report: object = None
+    if task.status.state == TaskState.TASK_STATE_COMPLETED:
+        for artifact in task.artifacts:
+            if artifact.name == RESULT_ARTIFACT:
+                report = metadata_of(artifact).get(USAGE_METADATA_KEY)
+    elif task.status.HasField("message"):
+        report = (first_data(task.status.message.parts) or {}).get("usage")
+    if report is None:
+        return Usage()
+    try:
+        return Usage.from_json(report)
+    except AccordError as error:
+        raise AccordError("contract_violation", f"agent {agent.name}: {error.detail}") from None
 
 
 class _UnknownTask(Exception):

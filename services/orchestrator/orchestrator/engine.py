@@ -28,10 +28,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from accord.errors import AccordError
+from accord.usage import Usage
 from orchestrator import faults
 from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.contracts import check_critic_output, check_step_output, confidence_of
 from orchestrator.dispatch import CALLER_MISTAKES, StepOutcome
+from orchestrator.prices import PriceCatalog
 from orchestrator.step_grants import RemoteTask, StepRef
 from orchestrator.workflows import (
     ApprovalSpec,
@@ -88,6 +90,8 @@ class StepRecord:
     review: dict[str, Any] | None = None
     # The approval gate this step's output waits for (or waited for), by id.
     gate: str | None = None
+    # The model usage its agents reported, over every try (and critic call): tokens by model and the cost.
+    usage: dict[str, Any] | None = None
     # The dispatch attempt under way: its task label, try and idempotency key, and once the agent accepted
     # it, the agent and its A2A task id and state. A resumed run re-attaches to that task.
     inflight: dict[str, Any] | None = None
@@ -128,6 +132,8 @@ class Execution:
     budget: RunBudget | None = None
     # The run's approval gates by id: pending or decided (see `orchestrator.runs`).
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Prices model tokens (None: usage is counted, not priced).
+    prices: PriceCatalog | None = None
 
     def __post_init__(self) -> None:
         self._gates_before = frozenset(self.approvals)
@@ -472,9 +478,10 @@ class Execution:
                 self._record_attempts(record, task, tries, error.context.get("attempts", []), error.reason)
                 if "grant" in error.context:
                     record.grant = error.context["grant"]
+                usage = Usage.from_json(error.context.get("usage") or {"models": {}})
+                self._charge(record, step.key or "", usage)
                 if error.context.get("agent_reason") == "budget_exceeded":
-                    # The gateway refused the agent's tool call: the run's budget of tool calls is spent.
-                    raise self._tool_budget_spent(step_id) from None
+                    raise self._agent_budget_spent(step_id, step, usage) from None
                 if error.reason == "contract_violation" and not contract_retried:
                     contract_retried = True
                     self.note(step_id, "retry", f"{task}: {error.detail}; retrying once", reason=error.reason)
@@ -492,8 +499,33 @@ class Execution:
                 raise
             record.inflight = None
             self._record_attempts(record, task, tries, outcome.attempts, None)
+            self._charge(record, step.key or "", outcome.usage)
             self.note(step_id, "agent", _choice(skill, task, outcome), agent=outcome.agent)
             return outcome
+
+    def _charge(self, record: StepRecord, key: str, usage: Usage) -> None:
+        """Count what a try reported against the step and the run; `BudgetExceeded` past the run's tokens
+        or cost. A try that reported nothing gives its token reservation back."""
+        if self.budget is not None and not usage.by_model:
+            self.budget.release(key)
+        if not usage.by_model:
+            return
+        cost = self.prices.cost(usage) if self.prices is not None else 0.0
+        record.usage = _added_usage(record.usage, usage, cost)
+        if self.budget is not None:
+            self.budget.charge(key, usage, cost)
+
+    def _agent_budget_spent(self, step_id: str, step: StepRef, usage: Usage) -> BudgetExceeded:
+        """An agent failed its step for a budget: its share of the run's tokens (it reported more than its
+        allowance) or, otherwise, the run's tool calls (the gateway refused one)."""
+        allowance = step.token_allowance
+        if allowance is not None and usage.total_tokens > allowance:
+            detail = (
+                f"{step_id}: the agent needed more than the {allowance} tokens the run's budget could "
+                f"leave it ({usage.total_tokens} spent)"
+            )
+            return self.budget.trip("tokens", detail) if self.budget else BudgetExceeded("tokens", detail)
+        return self._tool_budget_spent(step_id)
 
     def _tool_budget_spent(self, step_id: str) -> BudgetExceeded:
         limit = self.budget.limits.tool_calls if self.budget else None
@@ -519,8 +551,22 @@ class Execution:
             record.agent, record.task_id = remote.agent, remote.task_id
             await self.listener(record)
 
-        limit = self.budget.limits.tool_calls if self.budget else None
-        return StepRef(self.run_id, task, key=key, resume=resume, on_accepted=accepted, tool_call_limit=limit)
+        budget = self.budget
+        allowance = budget.reserve_tokens(key, self._steps_to_send()) if budget is not None else None
+        return StepRef(
+            self.run_id,
+            task,
+            key=key,
+            resume=resume,
+            on_accepted=accepted,
+            tool_call_limit=budget.limits.tool_calls if budget else None,
+            token_allowance=allowance,
+            depth_limit=budget.limits.depth if budget else None,
+        )
+
+    def _steps_to_send(self) -> int:
+        """This try and the steps that have not started yet: the run's tokens are shared among them."""
+        return 1 + sum(1 for record in self.records.values() if record.status == "pending")
 
     @staticmethod
     def _record_attempts(
@@ -532,6 +578,18 @@ class Execution:
         if reason is not None:
             entries[-1]["error"] = reason
         record.attempts.extend(entries)
+
+
+def _added_usage(previous: dict[str, Any] | None, usage: Usage, cost: float) -> dict[str, Any]:
+    """A step's usage record with one more try's usage added."""
+    before = Usage.from_json({"models": (previous or {}).get("models", {})})
+    total = before.plus(usage)
+    return {
+        **total.to_json(),
+        "input_tokens": total.input_tokens,
+        "output_tokens": total.output_tokens,
+        "cost": round(float((previous or {}).get("cost", 0.0)) + cost, 6),
+    }
 
 
 @contextlib.asynccontextmanager

@@ -32,6 +32,7 @@ from orchestrator import faults
 from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.conflicts import reconcile
 from orchestrator.engine import Dispatcher, Execution, StepListener, StepRecord, approval_request
+from orchestrator.prices import PriceCatalog
 from orchestrator.run_store import LeaseLost, RunStore
 from orchestrator.synthesis import SYNTHESIZERS, SynthesisInput
 from orchestrator.workflows import SYNTHESIS, BudgetSpec, WorkflowSpec
@@ -62,12 +63,14 @@ class RunService:
         max_delegation_depth: int = DEFAULT_MAX_DEPTH,
         owner: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        prices: PriceCatalog | None = None,
     ) -> None:
         missing = {spec.synthesis for spec in workflows.values()} - set(SYNTHESIZERS)
         if missing:
             raise ValueError(f"workflows name unknown synthesizers: {sorted(missing)}")
         self.workflows = workflows
         self.max_delegation_depth = max_delegation_depth
+        self.prices = prices
         self._dispatcher = dispatcher
         self._store = store
         self._audit = audit
@@ -89,7 +92,9 @@ class RunService:
         """Runs this replica executes right now."""
         return len(self._owned)
 
-    async def admit(self, workflow: str, data: Any, actor: str, depth: int = 0) -> WorkflowSpec:
+    async def admit(
+        self, workflow: str, data: Any, actor: str, depth: int = 0, budget: BudgetSpec | None = None
+    ) -> WorkflowSpec:
         """Check a request before anything starts; every refusal is audited and changes nothing else."""
         try:
             if depth > self.max_delegation_depth:
@@ -101,6 +106,12 @@ class RunService:
             spec = self.workflows.get(workflow)
             if spec is None:
                 raise AccordError("unknown_workflow", f"no workflow named {workflow[:64]!r}")
+            allowed = spec.budget.tightened(budget).depth
+            if allowed is not None and depth > allowed:
+                raise AccordError(
+                    "delegation_depth_exceeded",
+                    f"request is {depth} delegations deep; its budget allows at most {allowed}",
+                )
             _check_input(spec, data)
             return spec
         except AccordError as error:
@@ -392,6 +403,7 @@ class RunService:
             rationale if rationale else [],
             budget,
             dict(approvals or {}),
+            self.prices,
         )
         try:
             # Every request this run sends carries its depth + 1: a delegation loop stops at the limit.

@@ -18,6 +18,10 @@ class OrchestratorSettings(ServiceSettings):
     grpc_port: int = Field(ge=1, le=65535)
     workflows_dir: Path = Field(default_factory=lambda: repo_root() / "deploy" / "workflows")
     step_timeout_s: float = Field(default=30.0, gt=0)
+    # What model tokens cost (`orchestrator.prices`): agents report tokens, this file prices them.
+    model_prices_file: Path = Field(
+        default_factory=lambda: repo_root() / "deploy" / "policies" / "model-prices.yaml"
+    )
     run_wait_max_s: float = Field(default=60.0, gt=0)
     # The orchestrator's OAuth client at the gateway: it sends every step through the gateway's A2A relay
     # with its `a2a:delegate` token, and replies must be signed for it (their audience is this client id).

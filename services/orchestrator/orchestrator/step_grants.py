@@ -39,4 +39,8 @@ class StepRef:
     resume: RemoteTask | None = None
     # The run's limit on tool calls, for the gateway to enforce (None: none).
     tool_call_limit: int | None = None
+    # The tokens this step may spend on models, for the agent SDK to hold it to (None: no limit).
+    token_allowance: int | None = None
+    # The run's delegation depth limit, carried on to an orchestrator serving the step (None: none).
+    depth_limit: int | None = None
     on_accepted: AcceptListener | None = field(default=None, compare=False, repr=False)

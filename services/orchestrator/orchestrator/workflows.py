@@ -140,6 +140,12 @@ class BudgetSpec(BaseModel):
     # Counted and enforced by the gateway: the relay writes the limit into each step's task grant.
     tool_calls: int | None = Field(default=None, ge=0)
     wall_s: float | None = Field(default=None, gt=0)
+    # Model tokens (input and output) the agents report, and what they cost (USD, priced by the
+    # orchestrator's catalog); each step is given its share of what is left (`accord.budget.tokens`).
+    tokens: int | None = Field(default=None, ge=0)
+    cost: float | None = Field(default=None, ge=0)
+    # How deep the run's delegations may go: 0 lets no step hand work to another orchestrator's run.
+    depth: int | None = Field(default=None, ge=0)
 
     def tightened(self, request: BudgetSpec | None) -> BudgetSpec:
         """Each limit as the lower of the workflow's and the request's."""

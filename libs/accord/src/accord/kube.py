@@ -120,7 +120,7 @@ def volumes_of(spec: ServiceSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
             {"secret": {"secretName": GATEWAY_KEYS, "defaultMode": 0o440}},
             images.GATEWAY_KEYS_DIR,
         )
-    if spec.kind in ("gateway", "registry"):
+    if spec.kind in ("gateway", "registry", "orchestrator"):
         add("policies", {"configMap": {"name": POLICIES}}, POLICIES_DIR)
     if spec.kind == "registry":
         add("trust", {"configMap": {"name": TRUST}}, images.TRUST_DIR)

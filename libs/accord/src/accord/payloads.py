@@ -29,10 +29,14 @@ GRANT_RECORD_METADATA_KEY = "accord.grant_record"
 # resumed orchestrator re-sending an in-flight step) attaches to the first delivery's task outcome at the
 # agent instead of running the skill again.
 IDEMPOTENCY_METADATA_KEY = "accord.idempotency_key"
-# The run's budget as the relay must know it: {"tool_calls": N}, the run's limit on tool calls, which the
-# relay writes into each step's task grant for the gateway to enforce.
+# The run's budget as the step's receivers must know it: {"tool_calls": N}, the run's limit on tool calls,
+# which the relay writes into each step's task grant for the gateway to enforce; {"tokens": N}, the tokens
+# the step may spend, which the agent SDK holds its model usage to (`accord.usage`); {"depth": N}, how deep
+# the run's delegations may go, which an orchestrator serving the step holds its own run to.
 BUDGET_METADATA_KEY = "accord.budget"
 MAX_IDEMPOTENCY_KEY_CHARS = 256
+# The artifact that holds a skill's output.
+RESULT_ARTIFACT = "result"
 
 
 def data_part(data: dict[str, Any]) -> Part:
@@ -81,6 +85,8 @@ def skill_request(
     deadline: float | None = None,
     idempotency_key: str | None = None,
     tool_call_limit: int | None = None,
+    token_allowance: int | None = None,
+    depth_limit: int | None = None,
 ) -> Message:
     """A user message that asks an agent to run one skill on one JSON input, with the step's task grant
     (or, through the relay, the run, step and deadline the relay issues that grant for)."""
@@ -92,7 +98,7 @@ def skill_request(
         (TASK_METADATA_KEY, task),
         (DEADLINE_METADATA_KEY, deadline),
         (IDEMPOTENCY_METADATA_KEY, idempotency_key),
-        (BUDGET_METADATA_KEY, None if tool_call_limit is None else {"tool_calls": tool_call_limit}),
+        (BUDGET_METADATA_KEY, _budget(tool_call_limit, token_allowance, depth_limit)),
     ):
         if value is not None:
             metadata[key] = value
@@ -106,6 +112,14 @@ def skill_request(
     if context_id:
         message.context_id = context_id
     return message
+
+
+def _budget(
+    tool_call_limit: int | None, token_allowance: int | None, depth_limit: int | None
+) -> dict[str, int] | None:
+    members = {"tool_calls": tool_call_limit, "tokens": token_allowance, "depth": depth_limit}
+    budget = {name: value for name, value in members.items() if value is not None}
+    return budget or None
 
 
 def metadata_of(obj: Any) -> dict[str, Any]:
@@ -140,7 +154,7 @@ def artifact_data(artifact: Artifact) -> dict[str, Any] | None:
     return first_data(artifact.parts)
 
 
-def task_result(task: Task, name: str = "result") -> dict[str, Any] | None:
+def task_result(task: Task, name: str = RESULT_ARTIFACT) -> dict[str, Any] | None:
     """The JSON object of the task's named artifact (the agent's output)."""
     for artifact in task.artifacts:
         if artifact.name == name:

@@ -12,11 +12,12 @@ def main() -> None:
 """
 
 from accord.agent.agent import Agent
-from accord.agent.executor import RESULT_ARTIFACT, SkillExecutor
+from accord.agent.executor import SkillExecutor
 from accord.agent.grants import GrantExchange, GrantTokens, NoGrant
 from accord.agent.settings import AgentSettings
 from accord.agent.skills import Skill
 from accord.agent.tools import TokenProvider, ToolBox, ToolClient
+from accord.payloads import RESULT_ARTIFACT
 
 __all__ = [
     "RESULT_ARTIFACT",

@@ -10,6 +10,10 @@ delivery's outcome, waiting for it if it is still running. The same key with ano
 refused (`idempotency_conflict`). Keys are scoped by the caller the gateway signed the message for, and
 remembered for the last `IDEMPOTENCY_MEMORY` deliveries of this process.
 
+The model usage a skill reports (`ToolBox.report_usage`) goes back with the answer: in the result
+artifact's metadata (`accord.usage`), or next to the error of a failed task; a step's message may set its
+allowance of tokens (`accord.budget.tokens`, see `accord.usage`).
+
 Failures are reported as a FAILED task whose status message carries
 a data part `{"error": {"reason", "message"}}`. Exception text never leaves the process: the SDK would
 otherwise put `str(exc)` into an InternalError that reaches the caller.
@@ -31,7 +35,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import Message, Part, TaskState
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 from pydantic import BaseModel, ValidationError
 
 from accord.a2a_server import ENVELOPE_STATE_KEY
@@ -40,12 +44,21 @@ from accord.agent.skills import Skill
 from accord.agent.tools import TokenProvider, ToolBox, ToolCaller
 from accord.errors import AccordError
 from accord.message_signing import Envelope
-from accord.payloads import data_part, first_data, message_grant, message_idempotency_key, requested_skill
-from accord.telemetry import invoke_agent
+from accord.payloads import (
+    BUDGET_METADATA_KEY,
+    RESULT_ARTIFACT,
+    data_part,
+    first_data,
+    message_grant,
+    message_idempotency_key,
+    metadata_of,
+    requested_skill,
+)
+from accord.telemetry import invoke_agent, record_usage
+from accord.usage import USAGE_METADATA_KEY, Usage, UsageMeter, allowance_from_budget
 
 logger = logging.getLogger(__name__)
 
-RESULT_ARTIFACT = "result"
 IDEMPOTENCY_MEMORY = 10_000
 
 
@@ -55,6 +68,7 @@ class _Outcome:
 
     result: Part | None = None
     error: AccordError | None = None
+    usage: Usage = field(default_factory=Usage)
 
 
 @dataclass
@@ -150,13 +164,16 @@ class SkillExecutor(AgentExecutor):
 
     async def _outcome(self, skill: Skill, request: BaseModel, message: Message, task_id: str) -> _Outcome:
         self.executions[skill.skill_id] += 1
+        meter = UsageMeter(allowance_from_budget(metadata_of(message).get(BUDGET_METADATA_KEY)))
         try:
-            return _Outcome(result=data_part(await self._run(skill, request, self._tokens_for(message))))
+            result = await self._run(skill, request, self._tokens_for(message), meter)
+            return _Outcome(result=data_part(result), usage=meter.usage)
         except AccordError as error:
-            return _Outcome(error=error)
+            return _Outcome(error=error, usage=meter.usage)
         except Exception:
             logger.exception("skill failed", extra={"skill": skill.skill_id, "task_id": task_id})
-            return _Outcome(error=AccordError("agent_failed", f"skill {skill.skill_id} failed"))
+            failed = AccordError("agent_failed", f"skill {skill.skill_id} failed")
+            return _Outcome(error=failed, usage=meter.usage)
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         # The SDK has already cancelled the asyncio task running `execute`; record the outcome.
@@ -183,13 +200,19 @@ class SkillExecutor(AgentExecutor):
         grant = message_grant(message)
         return NoGrant() if grant is None else self._grant_tokens.for_grant(grant)
 
-    async def _run(self, skill: Skill, request: BaseModel, tokens: TokenProvider) -> dict[str, Any]:
+    async def _run(
+        self, skill: Skill, request: BaseModel, tokens: TokenProvider, meter: UsageMeter
+    ) -> dict[str, Any]:
         if self._fault_delay_s:
             await asyncio.sleep(self._fault_delay_s)
-        toolbox = ToolBox(self._tools, skill.tools, tokens)
+        toolbox = ToolBox(self._tools, skill.tools, tokens, meter)
         # The GenAI span of this agent doing the work (its caller's `invoke_agent` span is the CLIENT one).
-        with invoke_agent(self._agent, skill=skill.skill_id, kind=SpanKind.INTERNAL):
-            output = await skill.handler(request, toolbox)
+        # Tokens are recorded here, where they were spent; the orchestrator prices them on its own span.
+        with invoke_agent(self._agent, skill=skill.skill_id, kind=SpanKind.INTERNAL) as span:
+            try:
+                output = await skill.handler(request, toolbox)
+            finally:
+                _record_tokens(span, meter.usage)
         try:
             payload = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
             return skill.output_model.model_validate(payload).model_dump(mode="json")
@@ -231,16 +254,26 @@ def _fingerprint(message: Message) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _record_tokens(span: Span, usage: Usage) -> None:
+    if usage.by_model:
+        models = sorted(usage.by_model)
+        model = models[0] if len(models) == 1 else ",".join(models)
+        record_usage(usage.input_tokens, usage.output_tokens, model=model, span=span)
+
+
 async def _finish(updater: TaskUpdater, outcome: _Outcome) -> None:
     if outcome.result is None:
-        await _fail(updater, outcome.error or AccordError("agent_failed"))
+        await _fail(updater, outcome.error or AccordError("agent_failed"), outcome.usage)
         return
-    await updater.add_artifact([outcome.result], name=RESULT_ARTIFACT)
+    metadata = {USAGE_METADATA_KEY: outcome.usage.to_json()} if outcome.usage.by_model else None
+    await updater.add_artifact([outcome.result], name=RESULT_ARTIFACT, metadata=metadata)
     await updater.complete()
 
 
-async def _fail(updater: TaskUpdater, error: AccordError) -> None:
-    body = {"error": {"reason": error.reason, "message": error.detail}}
+async def _fail(updater: TaskUpdater, error: AccordError, usage: Usage | None = None) -> None:
+    body: dict[str, Any] = {"error": {"reason": error.reason, "message": error.detail}}
+    if usage is not None and usage.by_model:
+        body["usage"] = usage.to_json()
     await updater.failed(updater.new_agent_message([data_part(body)]))
 
 

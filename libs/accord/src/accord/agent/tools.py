@@ -23,6 +23,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from accord.errors import ERROR_TABLE, AccordError
 from accord.telemetry import execute_tool
+from accord.usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 
@@ -210,15 +211,30 @@ class ToolBox:
     """The tools one skill may use. Anything it did not declare is refused before any I/O."""
 
     def __init__(
-        self, caller: ToolCaller, tools: Sequence[str], token_provider: TokenProvider | None = None
+        self,
+        caller: ToolCaller,
+        tools: Sequence[str],
+        token_provider: TokenProvider | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         self._caller = caller
         self._tools = tuple(tools)
         self._token_provider = token_provider
+        self.meter = meter or UsageMeter()
 
     @property
     def tools(self) -> tuple[str, ...]:
         return self._tools
+
+    @property
+    def tokens_left(self) -> int | None:
+        """The tokens this step may still spend on models (None: no limit); cap a model call with it."""
+        return self.meter.tokens_left
+
+    def report_usage(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """Report one model call's tokens (from the model's own response). The step's total goes back
+        with its answer; past the step's allowance the step fails with `budget_exceeded`."""
+        self.meter.record(model, input_tokens, output_tokens)
 
     async def call(self, tool: str, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call `<upstream>.<tool>` at the gateway and return its structured result."""

@@ -165,16 +165,10 @@ async def resolve_traces(
 
 
 def run_cost(run: dict[str, Any]) -> float | None:
-    """The cost the run record states, wherever the orchestrator keeps it."""
-    candidates = [run.get("cost_usd"), run.get("cost")]
-    for holder in (run.get("usage"), run.get("result")):
-        if isinstance(holder, dict):
-            candidates += [holder.get("cost_usd"), holder.get("cost")]
-            if isinstance(holder.get("usage"), dict):
-                candidates.append(holder["usage"].get("cost_usd"))
-    return next(
-        (float(c) for c in candidates if isinstance(c, int | float) and not isinstance(c, bool)), None
-    )
+    """What the run's model usage cost, as its budget record states (None: a record without it)."""
+    spent = (run.get("budget") or {}).get("spent") or {}
+    cost = spent.get("cost") if isinstance(spent, dict) else None
+    return float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
 
 
 async def spans_cost(trace_ids: list[str], spans: SpanReader) -> float | None:
