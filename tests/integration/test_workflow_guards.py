@@ -55,6 +55,10 @@ SERVICES = {
 SHIPPED = ("credit-risk", "joint-credit-risk")
 HANG_TIMEOUT_S = 1.5
 BREAKER_FAILURES, BREAKER_OPEN_S = 3, 3.0
+# Calls of a skill before its deadline is learned from them (the shipped default is 20).
+LEARNING_CALLS = 5
+# The orchestrator's default step deadline (ACCORD_STEP_TIMEOUT_S) and its floor for learned ones.
+DEFAULT_STEP_TIMEOUT_S, DEADLINE_FLOOR_S = 30.0, 2.0
 
 WORKFLOWS: dict[str, dict[str, Any]] = {
     "contract-guard": {
@@ -107,6 +111,12 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             {"id": "flaky", "skill": "scratch-failing"},
             {"id": "fine", "skill": "scratch-fast"},
         ],
+        "synthesis": "collect",
+    },
+    "learned-deadline": {
+        "description": "A step with no timeout of its own: its deadline is learned from its agent.",
+        "input_schema": {"type": "object", "required": ["hang"]},
+        "steps": [{"id": "work", "skill": "scratch-learned", "input": {"hang": "$input.hang"}}],
         "synthesis": "collect",
     },
     "fast-and-slow": {
@@ -165,6 +175,10 @@ class Recorded(BaseModel):
 
 class Empty(BaseModel):
     after: bool | None = None
+
+
+class MaybeHang(BaseModel):
+    hang: bool
 
 
 class Done(BaseModel):
@@ -237,6 +251,12 @@ def recorder_agent(witness: Witness) -> ScratchAgent:
             raise
         return Done(done=True)
 
+    @agent.skill("scratch-learned")
+    async def learned(request: MaybeHang, _tools: ToolBox) -> Done:
+        if request.hang:
+            await asyncio.sleep(WAIT_S * 2)
+        return Done(done=True)
+
     @agent.skill("scratch-successor")
     async def successor(_request: Empty, _tools: ToolBox) -> Done:
         witness.times["successor_started"] = time.time()
@@ -284,6 +304,7 @@ def guard_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunner]
                 "ACCORD_WORKFLOWS_DIR": str(root / "workflows"),
                 "ACCORD_BREAKER_FAILURES": str(BREAKER_FAILURES),
                 "ACCORD_BREAKER_OPEN_S": str(BREAKER_OPEN_S),
+                "ACCORD_DEADLINE_MIN_SAMPLES": str(LEARNING_CALLS),
             },
             "gateway": {"ACCORD_GATEWAY_DELEGATION_FILE": str(root / "delegation.yaml")},
             "registry": {"ACCORD_REGISTRY_ALLOW_PRIVATE_TARGETS": "true"},
@@ -472,6 +493,27 @@ async def test_a_hanging_agent_is_timed_out_and_its_task_cancelled_while_the_run
     # The agent's skill was stopped by the cancel, not left running until its own end.
     async with asyncio.timeout(5):
         await guards.witness.hang_cancelled.wait()
+
+
+async def test_a_step_without_a_timeout_is_held_to_a_deadline_learned_from_its_agent(guards: Guards) -> None:
+    first = await start(guards.mesh, "learned-deadline", {"hang": False})
+    attempt = steps_of(first)["work"]["attempts"][-1]
+    assert (attempt["deadline"], attempt["deadline_s"]) == ("default", DEFAULT_STEP_TIMEOUT_S)
+    for _ in range(LEARNING_CALLS - 1):
+        assert (await start(guards.mesh, "learned-deadline", {"hang": False}))["status"] == "completed"
+
+    started = time.monotonic()
+    hung = await start(guards.mesh, "learned-deadline", {"hang": True})
+    took = time.monotonic() - started
+
+    work = steps_of(hung)["work"]
+    assert (work["status"], work["error"]["reason"]) == ("failed", "timeout")
+    attempt = work["attempts"][-1]
+    assert (attempt["deadline"], attempt["outcome"]) == ("observed", "timed_out")
+    # Four times the p95 of calls that took tens of milliseconds: the floor, or a little above it on a
+    # busy machine, and far below the default.
+    assert DEADLINE_FLOOR_S <= attempt["deadline_s"] < DEFAULT_STEP_TIMEOUT_S / 3
+    assert took < DEFAULT_STEP_TIMEOUT_S / 2, "timed out long before the default deadline"
 
 
 async def test_an_agent_that_keeps_failing_is_taken_out_of_rotation_then_probed(guards: Guards) -> None:

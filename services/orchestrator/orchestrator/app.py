@@ -29,6 +29,7 @@ from orchestrator.breakers import CircuitBreakers
 from orchestrator.callers import CallerTrust, advertise_security
 from orchestrator.discovery import CachingRegistryClient
 from orchestrator.dispatch import AgentDispatcher
+from orchestrator.latency import ObservedLatency
 from orchestrator.prices import PriceCatalog
 from orchestrator.relay_link import RelayLink, ReplyVerifier
 from orchestrator.run_store import RunStore
@@ -53,8 +54,13 @@ class Orchestrator:
         self.gateway_keys = GatewayKeys(settings.gateway_url) if settings.gateway_url else None
         self.breakers = CircuitBreakers(settings.breaker_failures, settings.breaker_open_s)
         prices = PriceCatalog.load(settings.model_prices_file)
+        latency = ObservedLatency(
+            factor=settings.deadline_latency_factor,
+            floor_s=settings.deadline_floor_s,
+            min_samples=settings.deadline_min_samples,
+        )
         self.dispatcher = AgentDispatcher(
-            self.registry, settings.step_timeout_s, self._relay_link(), self.breakers, prices
+            self.registry, settings.step_timeout_s, self._relay_link(), self.breakers, prices, latency
         )
         workflows = load_workflows(settings.workflows_dir)
         self.runs = RunService(

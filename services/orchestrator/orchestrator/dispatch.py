@@ -52,6 +52,7 @@ from accord.telemetry import invoke_agent, record_usage
 from accord.usage import USAGE_METADATA_KEY, Usage
 from orchestrator import faults
 from orchestrator.breakers import CircuitBreakers
+from orchestrator.latency import ObservedLatency
 from orchestrator.prices import PriceCatalog
 from orchestrator.relay_link import RelayLink, relay_failure
 from orchestrator.step_grants import RemoteTask, StepRef
@@ -150,7 +151,8 @@ class AgentDispatcher:
     unavailable or its circuit breaker is open (`orchestrator.breakers`). Without a relay (no gateway
     credentials) no step can be dispatched: every inter-agent call goes through the gateway.
 
-    The step's deadline is kept here: an agent that has not finished by then is told to stop (A2A
+    The step's deadline is kept here (the workflow's `timeout_s`, or one learned from the agents' observed
+    latency: `orchestrator.latency`): an agent that has not finished by then is told to stop (A2A
     CancelTask through the relay, for the task it accepted) and the step fails `timeout`."""
 
     def __init__(
@@ -160,9 +162,11 @@ class AgentDispatcher:
         relay: RelayLink | None = None,
         breakers: CircuitBreakers | None = None,
         prices: PriceCatalog | None = None,
+        latency: ObservedLatency | None = None,
     ) -> None:
         self._registry = registry
         self.prices = prices
+        self.latency = latency or ObservedLatency()
         self._timeout_s = timeout_s
         self._relay = relay
         self._turns = itertools.count()
@@ -197,17 +201,19 @@ class AgentDispatcher:
     async def _dispatch(
         self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None
     ) -> StepOutcome:
-        timeout = timeout_s or self._timeout_s
-        deadline = asyncio.get_running_loop().time() + timeout
         attempts: list[dict[str, Any]] = []
         last_error: AccordError | None = None
         candidates = await self.candidates(skill)
+        names = (agent.name for agent in candidates)
+        chosen = self.latency.deadline(timeout_s, names, skill, self._timeout_s)
+        timeout = chosen.seconds
+        deadline = asyncio.get_running_loop().time() + timeout
         resumed = self._resumable(candidates, step)
         if resumed is not None:
             # The agent that accepted this attempt before a restart comes first, re-attached by task id.
             candidates = [resumed, *(agent for agent in candidates if agent is not resumed)]
         for agent in candidates:
-            attempt: dict[str, Any] = {"agent": agent.name}
+            attempt: dict[str, Any] = {"agent": agent.name, "deadline_s": timeout, "deadline": chosen.source}
             attempts.append(attempt)
             if not self.breakers.admit(agent.name):
                 attempt["outcome"] = "circuit_open"
@@ -230,6 +236,9 @@ class AgentDispatcher:
                         record_usage(cost_usd=self.prices.cost(usage), span=span)
             except TimeoutError:
                 attempt["outcome"] = "timed_out"
+                # It took at least this long: counted, so an agent that became slower is not timed out
+                # forever by deadlines learned from its faster past.
+                self.latency.observe(agent.name, skill, time.perf_counter() - started)
                 self.breakers.failed(agent.name)
                 await self._cancel(agent, step, accepted)
                 error = AccordError("timeout", f"{agent.name} did not finish {skill} within {timeout:g}s")
@@ -247,6 +256,7 @@ class AgentDispatcher:
             if attempt["reattached"] is None:
                 del attempt["reattached"]
             latency_ms = (time.perf_counter() - started) * 1000
+            self.latency.observe(agent.name, skill, latency_ms / 1000)
             attempt["outcome"] = "answered"
             if assembly.grant is not None:
                 attempt["grant"] = assembly.grant

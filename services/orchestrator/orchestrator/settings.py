@@ -18,6 +18,11 @@ class OrchestratorSettings(ServiceSettings):
     grpc_port: int = Field(ge=1, le=65535)
     workflows_dir: Path = Field(default_factory=lambda: repo_root() / "deploy" / "workflows")
     step_timeout_s: float = Field(default=30.0, gt=0)
+    # A step without `timeout_s` gets `factor` x its agents' observed p95 (`orchestrator.latency`), within
+    # [floor, step_timeout_s], once they have `min_samples` calls behind them; step_timeout_s until then.
+    deadline_latency_factor: float = Field(default=4.0, ge=1.0, le=100.0)
+    deadline_floor_s: float = Field(default=2.0, gt=0)
+    deadline_min_samples: int = Field(default=20, ge=1, le=100)
     # What model tokens cost (`orchestrator.prices`): agents report tokens, this file prices them.
     model_prices_file: Path = Field(
         default_factory=lambda: repo_root() / "deploy" / "policies" / "model-prices.yaml"
