@@ -160,6 +160,8 @@ class Witness:
 
     ran: Counter[tuple[str, str]] = field(default_factory=Counter)
     started: dict[str, asyncio.Event] = field(default_factory=dict)
+    # The (run tag, step) whose running skill was cancelled by an A2A CancelTask.
+    cancelled: set[tuple[str, str]] = field(default_factory=set)
     # The token allowance each (run tag, step) was given.
     allowances: dict[tuple[str, str], int | None] = field(default_factory=dict)
 
@@ -184,7 +186,11 @@ def durable_agent(witness: Witness) -> ScratchAgent:
         witness.ran[(request.tag, request.label)] += 1
         if {label for tag, label in witness.ran if tag == request.tag} >= {"a", "b"}:
             witness.began(request.tag).set()
-        await asyncio.sleep(request.delay_ms / 1000)
+        try:
+            await asyncio.sleep(request.delay_ms / 1000)
+        except asyncio.CancelledError:
+            witness.cancelled.add((request.tag, request.label))
+            raise
         return Worked(label=request.label, value=7 * (ord(request.label) - ord("a") + 1))
 
     @agent.skill("model-work")
@@ -523,6 +529,29 @@ async def test_a_fan_out_of_a_thousand_under_a_budget_of_fifty_reaches_the_agent
     assert sum(1 for step in run["steps"] if step["status"] == "skipped") >= WIDE - 50
     assert (loosen.status_code, loosen.json()["error"]["reason"]) == (422, "invalid_input")
     assert not any(t == f"{tag}-bad" for t, _label in durable.witness.ran)
+
+
+async def test_when_a_runs_wall_time_is_spent_its_agents_are_told_to_stop_the_steps_under_way(
+    durable: Durable,
+) -> None:
+    tag = f"stopped-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    async with operator_http(durable.mesh, WAIT_S + 10) as http:
+        response = await http.post(
+            f"/v1/workflows/{WORKFLOW['name']}/runs",
+            params={"wait": WAIT_S},
+            json={"tag": tag, "delay_ms": 20_000},
+            headers={"Accord-Budget": "wall_s=1.5"},
+        )
+    run = response.json()
+    assert (response.status_code, run["status"], run["error"]["limit"]) == (201, "budget_exceeded", "wall_s")
+    assert time.monotonic() - started < 10, "the run did not wait for its slow steps"
+    # Both running skills were cancelled at the agent (A2A CancelTask through the relay), not left to run.
+    deadline = time.monotonic() + 10
+    while durable.witness.cancelled & {(tag, "a"), (tag, "b")} != {(tag, "a"), (tag, "b")}:
+        assert time.monotonic() < deadline, durable.witness.cancelled
+        await asyncio.sleep(0.1)
+    assert (tag, "c") not in durable.witness.ran
 
 
 # --- model tokens and cost ------------------------------------------------------------------------

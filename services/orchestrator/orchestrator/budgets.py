@@ -147,6 +147,11 @@ class RunBudget:
         """A step that ended without reporting usage gives its reservation back."""
         self.reserved.pop(key, None)
 
+    def spent_out(self) -> bool:
+        """True once a limit has stopped the run, or its wall time is over (the stop is on its way)."""
+        left = self.wall_left()
+        return self.exceeded is not None or (left is not None and left <= 0)
+
     def check_wall(self) -> None:
         left = self.wall_left()
         if left is not None and left <= 0:

@@ -243,6 +243,13 @@ class AgentDispatcher:
                 await self._cancel(agent, step, accepted)
                 error = AccordError("timeout", f"{agent.name} did not finish {skill} within {timeout:g}s")
                 raise _with_attempts(error, attempts) from None
+            except asyncio.CancelledError:
+                # The run stopped (its budget is spent): the agent is told to stop too. Any other
+                # cancellation (this process stopping) leaves the task running, to be re-attached to.
+                if step.stop_at_agent is not None and step.stop_at_agent():
+                    attempt["outcome"] = "cancelled"
+                    await asyncio.shield(self._cancel(agent, step, accepted))
+                raise
             except AccordError as error:
                 if _agents_fault(error):
                     self.breakers.failed(agent.name)
@@ -294,8 +301,8 @@ class AgentDispatcher:
         return sent
 
     async def _cancel(self, agent: RegisteredAgent, step: StepRef, accepted: list[RemoteTask]) -> None:
-        """Tell the agent to stop the task it accepted for a step that ran out of time (best effort: the
-        step has failed whatever the agent answers)."""
+        """Tell the agent to stop the task it accepted for a step that ran out of time or whose run was
+        stopped (best effort: the step has failed whatever the agent answers)."""
         if not accepted:
             return
 

@@ -562,6 +562,7 @@ class Execution:
             tool_call_limit=budget.limits.tool_calls if budget else None,
             token_allowance=allowance,
             depth_limit=budget.limits.depth if budget else None,
+            stop_at_agent=budget.spent_out if budget else None,
         )
 
     def _steps_to_send(self) -> int:

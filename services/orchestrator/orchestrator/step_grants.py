@@ -44,3 +44,6 @@ class StepRef:
     # The run's delegation depth limit, carried on to an orchestrator serving the step (None: none).
     depth_limit: int | None = None
     on_accepted: AcceptListener | None = field(default=None, compare=False, repr=False)
+    # Asked when the dispatch is cancelled: True when the run itself stopped (its budget is spent), so the
+    # agent's task is cancelled too; otherwise (the process stopping) the task is left to re-attach to.
+    stop_at_agent: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
