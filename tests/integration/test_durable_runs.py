@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,18 @@ WIDE_WORKFLOW: dict[str, Any] = {
     "synthesis": "collect",
 }
 
+
+# Long enough to outlast a kill and restart of the orchestrator on a busy machine.
+GATE_EXPIRY_S = 15.0
+GATED_WORKFLOW: dict[str, Any] = {
+    **WORKFLOW,
+    "name": "durable-gated",
+    "description": "The fan-in with a person's approval after each parallel step.",
+    "approvals": [
+        {"id": "check-a", "after": "a"},
+        {"id": "check-b", "after": "b", "expires_after_s": GATE_EXPIRY_S, "on_expiry": "approve"},
+    ],
+}
 
 MODEL_STEPS = ("m1", "m2", "m3")
 MODEL_WORKFLOW: dict[str, Any] = {
@@ -220,6 +232,7 @@ def durable_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshRunne
     (root / "workflows" / "durable-fan-in.yaml").write_text(yaml.safe_dump(WORKFLOW))
     (root / "workflows" / "durable-wide.yaml").write_text(yaml.safe_dump(WIDE_WORKFLOW))
     (root / "workflows" / "durable-model.yaml").write_text(yaml.safe_dump(MODEL_WORKFLOW))
+    (root / "workflows" / "durable-gated.yaml").write_text(yaml.safe_dump(GATED_WORKFLOW))
     delegation = {"version": 1, "callers": {"orchestrator": {"agents": {"durable-agent": ["*"]}}}}
     (root / "delegation.yaml").write_text(yaml.safe_dump(delegation))
     runner = MeshRunner(
@@ -499,6 +512,65 @@ async def test_when_one_of_two_replicas_dies_mid_run_the_other_finishes_its_runs
             "b": 1,
             "c": 1,
         }
+
+
+async def run_when(
+    mesh: MeshRunner, run_id: str, done: Callable[[dict[str, Any]], bool], within_s: float
+) -> dict[str, Any]:
+    """The run once `done` holds for it (polled through the API)."""
+    deadline = time.monotonic() + within_s
+    async with operator_http(mesh, WAIT_S) as http:
+        while True:
+            run: dict[str, Any] = (await http.get(f"/v1/runs/{run_id}")).json()
+            if done(run):
+                return run
+            assert time.monotonic() < deadline, run
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.postgres
+async def test_parallel_approval_gates_survive_a_kill_and_resolve_on_their_own_by_person_and_by_expiry(
+    durable: Durable,
+) -> None:
+    mesh, tag = durable.mesh, f"gated-{uuid.uuid4().hex[:8]}"
+    async with postgres_database() as database:
+        shared = {"ACCORD_DATABASE_URL": database, "ACCORD_RUN_LEASE_S": str(LEASE_S)}
+        await restart(mesh, "orchestrator", **shared)
+        try:
+            async with operator_http(mesh, WAIT_S) as http:
+                started = await http.post(
+                    f"/v1/workflows/{GATED_WORKFLOW['name']}/runs", json={"tag": tag, "delay_ms": 0}
+                )
+            run_id = started.json()["id"]
+            both_open = await run_when(mesh, run_id, lambda r: len(r.get("approvals") or {}) == 2, WAIT_S)
+            opened_at = time.monotonic()
+            assert both_open["status"] == "waiting_approval"
+            assert {gate["status"] for gate in both_open["approvals"].values()} == {"pending"}
+
+            mesh.kill("orchestrator")  # SIGKILL while both gates wait
+            await restart(mesh, "orchestrator", **shared)
+            after = await run_when(mesh, run_id, lambda r: r["status"] != "running", WAIT_S)
+            assert after["approvals"]["check-a"]["status"] == "pending"
+            if time.monotonic() - opened_at < GATE_EXPIRY_S - 1:
+                assert after["approvals"]["check-b"]["status"] == "pending"
+            assert (tag, "c") not in durable.witness.ran, "c waits for both gates"
+
+            async with operator_http(mesh, WAIT_S) as http:
+                decided = await http.post(
+                    f"/v1/runs/{run_id}/approvals/check-a",
+                    json={"decision": "approve", "reason": "a checked by hand"},
+                )
+            assert decided.status_code in (200, 202), decided.text
+            final = await run_when(mesh, run_id, lambda r: r["status"] == "completed", GATE_EXPIRY_S + WAIT_S)
+        finally:
+            await restart(mesh, "orchestrator")
+
+    gates = final["approvals"]
+    assert (gates["check-a"]["status"], gates["check-a"]["decided_by"]) == ("approved", "rest:operator")
+    assert gates["check-a"]["reason"] == "a checked by hand"
+    assert (gates["check-b"]["status"], gates["check-b"]["decided_by"]) == ("approved", "expiry")
+    assert final["result"]["outputs"]["c"] == {"total": 21, "confidence": 1.0}
+    assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {"a": 1, "b": 1, "c": 1}
 
 
 async def test_a_fan_out_of_a_thousand_under_a_budget_of_fifty_reaches_the_agent_at_most_fifty_times(
