@@ -6,7 +6,8 @@ the other takes its runs over once their leases expire and finishes them.
 Then budgets: a fan-out of 1,000 steps under a budget of 50 agent tasks reaches the agent at most 50 times;
 model tokens and their cost, reported by the agent with each answer, priced by the orchestrator, shared
 out among the steps still to be sent and stopping the run once spent; a delegation depth beyond the run's
-budget is refused.
+budget is refused. And approval gates on PostgreSQL: two in parallel branches survive a kill -9 while
+they wait, one is decided by a person, the other expires to the outcome the workflow names.
 
 A mesh of its own, only what the runs need: registry, gateway (federating no tool server) and
 orchestrator as processes. The test agent is built with the agent SDK in this process, registers in the
