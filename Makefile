@@ -39,7 +39,7 @@ test: install ## Run the test suite (unit, integration on real processes, securi
 lint: install ## ruff (lint + format check) and mypy (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/accord/src gateway services
+	$(VENV)/bin/mypy libs/accord/src gateway services bench
 
 bench: install ## Benchmarks (long; figures go in README)
 	$(VENV)/bin/python -m bench
