@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accord.audit import GENESIS, AuditEvent, AuditLog, audit_table, record_hash
+from accord.telemetry import record_queue_wait
 
 MAX_BATCH = 500
 _COLUMNS = [column.name for column in audit_table.columns]
@@ -93,7 +94,7 @@ class _SqliteWriter:
 class GroupCommitAuditLog(AuditLog):
     def __init__(self, engine: AsyncEngine, service: str) -> None:
         super().__init__(engine, service)
-        self._queue: list[tuple[AuditEvent, asyncio.Future[dict[str, Any]]]] = []
+        self._queue: list[tuple[AuditEvent, asyncio.Future[tuple[dict[str, Any], float]]]] = []
         self._writer: asyncio.Task[None] | None = None
         url = engine.url
         database = url.database
@@ -109,12 +110,17 @@ class GroupCommitAuditLog(AuditLog):
         return len(self._queue)
 
     async def append(self, event: AuditEvent) -> dict[str, Any]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[dict[str, Any], float]] = asyncio.get_running_loop().create_future()
+        queued_at = time.perf_counter()
         self._queue.append((event, future))
         if self._writer is None or self._writer.done():
             # Its own task, so a caller that is cancelled cannot abort a commit other callers wait for.
             self._writer = asyncio.create_task(self._write_queued(), name="audit-group-commit")
-        return await asyncio.shield(future)
+        record, batch_started = await asyncio.shield(future)
+        # The wait for the commit before this record's own: queueing, which `accord trace` shows apart
+        # from work.
+        record_queue_wait(max(0.0, batch_started - queued_at))
+        return record
 
     async def _commit(self, events: list[AuditEvent]) -> list[dict[str, Any]]:
         if self._sqlite is None or self._thread is None:
@@ -126,6 +132,7 @@ class GroupCommitAuditLog(AuditLog):
     async def _write_queued(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            started = time.perf_counter()
             try:
                 records = await self._commit([event for event, _ in batch])
             except Exception as exc:
@@ -135,7 +142,7 @@ class GroupCommitAuditLog(AuditLog):
                 continue
             for (_, future), record in zip(batch, records, strict=True):
                 if not future.done():
-                    future.set_result(record)
+                    future.set_result((record, started))
 
     async def drain(self) -> None:
         """Wait until every queued record is written (before the engine is closed), then release the

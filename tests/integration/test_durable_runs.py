@@ -45,10 +45,11 @@ from accord.agent.executor import SkillExecutor
 from accord.agent.settings import AgentSettings
 from accord.agent.testing import RunningAgent, running_agent
 from accord.mesh import MeshRunner
-from accord.span_store import SpanReader, asyncpg_dsn
+from accord.span_store import SpanReader, StoredSpan, asyncpg_dsn
 from accord.telemetry import COST_USD
 from accord.testing.backing_services import require_postgres
 from accord.testing.ports import free_port
+from accord.trace_analysis import SpanTree, summarize
 from tests.integration.test_workflow_guards import ScratchAgent
 
 WAIT_S = 45.0
@@ -645,19 +646,16 @@ async def run_model_work(
     return tag, response.json()
 
 
-async def priced_spans(mesh: MeshRunner, run_id: str) -> list[float]:
-    """The cost on the orchestrator's `invoke_agent` spans of the run, once they are flushed."""
+async def priced_spans(mesh: MeshRunner, run_id: str) -> list[StoredSpan]:
+    """The run's spans, once the orchestrator's priced `invoke_agent` spans and its run span are flushed."""
     reader = SpanReader(mesh.state_dir)
     deadline = time.monotonic() + WAIT_S
     while True:
         spans = [s for trace in await reader.trace_ids_for_run(run_id) for s in await reader.trace(trace)]
-        costs = [
-            float(s.attributes[COST_USD])
-            for s in spans
-            if s.service == "orchestrator" and s.name.startswith("invoke_agent") and COST_USD in s.attributes
-        ]
-        if len(costs) >= len(MODEL_STEPS) or time.monotonic() > deadline:
-            return costs
+        priced = [s for s in spans if s.name.startswith("invoke_agent") and COST_USD in s.attributes]
+        ran = [s for s in spans if s.name == f"run {MODEL_WORKFLOW['name']}"]
+        if (len(priced) >= len(MODEL_STEPS) and ran) or time.monotonic() > deadline:
+            return spans
         await asyncio.sleep(0.2)
 
 
@@ -684,8 +682,15 @@ async def test_model_tokens_are_shared_out_reported_priced_and_recorded_per_step
     assert (spent["input_tokens"], spent["output_tokens"], spent["tokens"]) == (1200, 600, 1800)
     assert spent["cost"] == pytest.approx(small_chat_cost(1200, 600))
     assert run["budget"]["exceeded"] is None
-    # Priced on the orchestrator's span of each agent call, so `accord trace` and `accord runs` add it up.
-    assert await priced_spans(durable.mesh, run["id"]) == pytest.approx([small_chat_cost(400, 200)] * 3)
+    # Priced on the orchestrator's span of each agent call, so `accord trace` and `accord runs` add it up;
+    # the run's span says how much of its tightest limit it used.
+    spans = await priced_spans(durable.mesh, run["id"])
+    costs = [float(s.attributes[COST_USD]) for s in spans if COST_USD in s.attributes]
+    assert costs == pytest.approx([small_chat_cost(400, 200)] * 3)
+    summary = summarize(SpanTree(spans))
+    assert summary["totals"]["cost_usd"] == pytest.approx(small_chat_cost(1200, 600))
+    assert (summary["totals"]["input_tokens"], summary["totals"]["output_tokens"]) == (1200, 600)
+    assert summary["totals"]["budget"] == {"used": 1800.0, "allowed": 3000.0, "unit": "tokens"}
 
 
 async def test_a_step_that_needs_more_than_its_share_of_tokens_stops_the_run_with_what_was_spent(

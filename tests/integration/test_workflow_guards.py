@@ -33,7 +33,9 @@ from accord.agent.testing import RunningAgent, running_agent
 from accord.cards import build_card
 from accord.errors import AccordError
 from accord.mesh import MeshRunner
+from accord.span_store import SpanReader, StoredSpan
 from accord.topology import repo_root
+from accord.trace_analysis import SpanTree, summarize
 
 WAIT_S = 45.0
 PORT_OFFSET = 14000  # ports 22700-22818: below the ephemeral range, where no client port lands
@@ -357,6 +359,18 @@ async def start(mesh: MeshRunner, workflow: str, body: dict[str, Any]) -> dict[s
     return run
 
 
+async def run_spans(mesh: MeshRunner, run_id: str, name: str, count: int) -> list[StoredSpan]:
+    """The run's spans once `count` spans named `name` are flushed."""
+    reader = SpanReader(mesh.state_dir)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        spans = [s for t in await reader.trace_ids_for_run(run_id) for s in await reader.trace(t)]
+        if sum(1 for s in spans if s.name == name and s.service == "orchestrator") >= count:
+            return spans
+        assert time.monotonic() < deadline, [s.name for s in spans]
+        await asyncio.sleep(0.2)
+
+
 def steps_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {step["id"]: step for step in run["steps"]}
 
@@ -378,6 +392,10 @@ async def test_schema_violating_output_fails_the_step_after_one_retry_and_reache
         ("sabotage-agent", 2, "contract_violation"),
     ]
     assert guards.witness.classified - before == 2, "retried exactly once"
+    # The retry is on the trace too: `accord trace` counts it, with why.
+    summary = summarize(SpanTree(await run_spans(guards.mesh, run["id"], "invoke_agent sabotage-agent", 2)))
+    assert summary["agents"]["sabotage-agent"]["retries"] == 1
+    assert summary["totals"]["retries"] == 1
     assert (steps["act"]["status"], steps["act"]["skipped"]["reason"]) == ("skipped", "dependency_failed")
     assert steps["sibling"]["status"] == "completed"
     # The recorder was called for the sibling only: nothing derived from the bad output reached it.

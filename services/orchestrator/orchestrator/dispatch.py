@@ -36,6 +36,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import A2AError, TaskNotFoundError
 from jsonschema import Draft202012Validator
+from opentelemetry.trace import Span
 
 from accord.cards import skill_schemas
 from accord.errors import AccordError
@@ -48,7 +49,7 @@ from accord.payloads import (
     task_result,
 )
 from accord.registry_client import RegisteredAgent, RegistryClient
-from accord.telemetry import invoke_agent, record_usage
+from accord.telemetry import invoke_agent, record_retry, record_usage
 from accord.usage import USAGE_METADATA_KEY, Usage
 from orchestrator import faults
 from orchestrator.breakers import CircuitBreakers
@@ -226,14 +227,18 @@ class AgentDispatcher:
             try:
                 # The GenAI span of this orchestrator calling the agent (the agent's own is INTERNAL).
                 with invoke_agent(agent.name, skill=skill, step=step.step_id, run_id=step.run_id) as span:
+                    called_before = sum(1 for a in attempts[:-1] if a.get("outcome") != "circuit_open")
+                    _mark_retry(span, step, called_before, last_error)
                     async with asyncio.timeout_at(deadline):
                         assembly = await self._attempt(
                             agent, resumed, _watching(step, accepted), skill, data, timeout
                         )
                     usage = reported_usage(agent, assembly.task) if assembly.task is not None else Usage()
-                    if usage.by_model and self.prices is not None:
-                        # Priced where the orchestrator called the agent; the agent's span holds the tokens.
-                        record_usage(cost_usd=self.prices.cost(usage), span=span)
+                    if usage.by_model:
+                        # Once, on the span of the call that used them (GenAI `invoke_agent`), as checked
+                        # and priced here: the agent's own span names the models only.
+                        cost = self.prices.cost(usage) if self.prices is not None else None
+                        record_usage(usage.input_tokens, usage.output_tokens, cost, span=span)
             except TimeoutError:
                 attempt["outcome"] = "timed_out"
                 # It took at least this long: counted, so an agent that became slower is not timed out
@@ -474,6 +479,15 @@ class AgentDispatcher:
             where = "/".join(str(p) for p in problems[0].absolute_path) or "(root)"
             raise AccordError("contract_violation", f"agent {agent.name} output invalid at {where}")
         return output
+
+
+def _mark_retry(span: Span, step: StepRef, failovers: int, last_error: AccordError | None) -> None:
+    """A call that is not the step's first (an engine retry, or failing over to the next agent) says so on
+    its span, with why the one before it failed, for `accord trace`'s retry counts."""
+    retry = step.attempt - 1 + failovers
+    if retry > 0:
+        reason = last_error.reason if failovers and last_error is not None else step.retry_reason
+        record_retry(retry, reason or "unknown", span=span)
 
 
 def reported_usage(agent: RegisteredAgent, task: Task) -> Usage:

@@ -457,6 +457,7 @@ class Execution:
         Each try carries the idempotency key `<run>:<task>:<try>`; a try a previous process left in flight
         (`record.inflight`) is resumed under its own key, re-attached to the agent's task when it has one."""
         contract_retried, transient_left, tries = False, retries, 0
+        retry_reason: str | None = None
         previous = record.inflight if record.inflight and record.inflight.get("task") == task else None
         if previous is not None:
             tries = int(previous.get("try", 1)) - 1
@@ -465,7 +466,7 @@ class Execution:
             tries += 1
             if self.budget is not None and not _resuming(previous, tries):
                 self.budget.reserve_task()
-            step = self._attempt(record, task, tries, previous)
+            step = self._attempt(record, task, tries, previous, retry_reason)
             previous = None
             try:
                 faults.reached("before_dispatch")
@@ -482,6 +483,7 @@ class Execution:
                 self._charge(record, step.key or "", usage)
                 if error.context.get("agent_reason") == "budget_exceeded":
                     raise self._agent_budget_spent(step_id, step, usage) from None
+                retry_reason = error.reason
                 if error.reason == "contract_violation" and not contract_retried:
                     contract_retried = True
                     self.note(step_id, "retry", f"{task}: {error.detail}; retrying once", reason=error.reason)
@@ -534,7 +536,14 @@ class Execution:
         )
         return self.budget.trip("tool_calls", detail) if self.budget else BudgetExceeded("tool_calls", detail)
 
-    def _attempt(self, record: StepRecord, task: str, tries: int, previous: dict[str, Any] | None) -> StepRef:
+    def _attempt(
+        self,
+        record: StepRecord,
+        task: str,
+        tries: int,
+        previous: dict[str, Any] | None,
+        retry_reason: str | None = None,
+    ) -> StepRef:
         """The try about to be sent: recorded as in flight, with whatever a previous process knew of it."""
         key = f"{self.run_id}:{task}:{tries}"
         resume = None
@@ -563,6 +572,8 @@ class Execution:
             token_allowance=allowance,
             depth_limit=budget.limits.depth if budget else None,
             stop_at_agent=budget.spent_out if budget else None,
+            attempt=tries,
+            retry_reason=retry_reason,
         )
 
     def _steps_to_send(self) -> int:

@@ -24,10 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from opentelemetry.trace import Span
 
 from accord.audit import AuditEvent, AuditLog
 from accord.delegation import DEFAULT_MAX_DEPTH, delegating
 from accord.errors import AccordError
+from accord.telemetry import record_budget, workflow_run
 from orchestrator import faults
 from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.conflicts import reconcile
@@ -405,6 +407,23 @@ class RunService:
             dict(approvals or {}),
             self.prices,
         )
+        with workflow_run(run_id, spec.name) as span:
+            try:
+                await self._run_execution(run_id, spec, data, depth, execution, recorder, facts_decided)
+            finally:
+                if execution.budget is not None:
+                    _record_tightest(span, execution.budget)
+
+    async def _run_execution(
+        self,
+        run_id: str,
+        spec: WorkflowSpec,
+        data: dict[str, Any],
+        depth: int,
+        execution: Execution,
+        recorder: _Recorder,
+        facts_decided: dict[str, str] | None,
+    ) -> None:
         try:
             # Every request this run sends carries its depth + 1: a delegation loop stops at the limit.
             with delegating(depth + 1):
@@ -713,6 +732,24 @@ class RunService:
         await self._audit.append(
             AuditEvent("orchestrator", "run.complete", FAILED, error.reason, run_id=run_id)
         )
+
+
+def _record_tightest(span: Span, budget: RunBudget) -> None:
+    """The run span's budget figures: the limit the run came closest to (the one that stopped it)."""
+    spent = budget.record()["spent"]
+    ratios = {
+        name: (float(spent[name]), float(limit))
+        for name, limit in budget.limits.limits().items()
+        if name in spent and limit > 0
+    }
+    if ratios:
+        name = (
+            budget.exceeded
+            if budget.exceeded in ratios
+            else max(ratios, key=lambda n: ratios[n][0] / ratios[n][1])
+        )
+        used, allowed = ratios[name]
+        record_budget(used, allowed, unit=name, span=span)
 
 
 class _Recorder:

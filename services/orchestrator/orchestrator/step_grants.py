@@ -43,6 +43,9 @@ class StepRef:
     token_allowance: int | None = None
     # The run's delegation depth limit, carried on to an orchestrator serving the step (None: none).
     depth_limit: int | None = None
+    # Which try of the step this is (1: the first), and why the one before it failed.
+    attempt: int = 1
+    retry_reason: str | None = None
     on_accepted: AcceptListener | None = field(default=None, compare=False, repr=False)
     # Asked when the dispatch is cancelled: True when the run itself stopped (its budget is spent), so the
     # agent's task is cancelled too; otherwise (the process stopping) the task is left to re-attach to.

@@ -300,6 +300,17 @@ def run_context(
 
 
 @contextmanager
+def workflow_run(run_id: str, workflow: str) -> Iterator[Span]:
+    """The span of one execution of a run by the orchestrator (its agent calls nest inside); the run
+    context travels on from it as baggage."""
+    with (
+        run_context(run_id, workflow),
+        _genai_span(f"run {workflow}", SpanKind.INTERNAL, {RUN_ID: run_id, WORKFLOW: workflow}) as span,
+    ):
+        yield span
+
+
+@contextmanager
 def invoke_agent(
     agent: str,
     *,
@@ -469,4 +480,5 @@ __all__ = [
     "run_context",
     "server_interceptors",
     "shutdown_telemetry",
+    "workflow_run",
 ]

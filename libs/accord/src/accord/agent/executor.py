@@ -207,12 +207,13 @@ class SkillExecutor(AgentExecutor):
             await asyncio.sleep(self._fault_delay_s)
         toolbox = ToolBox(self._tools, skill.tools, tokens, meter)
         # The GenAI span of this agent doing the work (its caller's `invoke_agent` span is the CLIENT one).
-        # Tokens are recorded here, where they were spent; the orchestrator prices them on its own span.
+        # It names the models used; the tokens and their cost are recorded once, on the caller's span, by
+        # the orchestrator that checked and priced the report (totals add up every span's values).
         with invoke_agent(self._agent, skill=skill.skill_id, kind=SpanKind.INTERNAL) as span:
             try:
                 output = await skill.handler(request, toolbox)
             finally:
-                _record_tokens(span, meter.usage)
+                _record_models(span, meter.usage)
         try:
             payload = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
             return skill.output_model.model_validate(payload).model_dump(mode="json")
@@ -254,11 +255,9 @@ def _fingerprint(message: Message) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _record_tokens(span: Span, usage: Usage) -> None:
+def _record_models(span: Span, usage: Usage) -> None:
     if usage.by_model:
-        models = sorted(usage.by_model)
-        model = models[0] if len(models) == 1 else ",".join(models)
-        record_usage(usage.input_tokens, usage.output_tokens, model=model, span=span)
+        record_usage(model=",".join(sorted(usage.by_model)), span=span)
 
 
 async def _finish(updater: TaskUpdater, outcome: _Outcome) -> None:
