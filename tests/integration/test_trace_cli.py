@@ -142,11 +142,12 @@ def write_runs(state_dir: Path, runs: list[dict[str, Any]]) -> None:
     connection = sqlite3.connect(state_dir / "orchestrator.db")
     connection.execute(
         "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, workflow TEXT, status TEXT, actor TEXT, "
-        "input TEXT, steps TEXT, result TEXT, error TEXT, created_at REAL, finished_at REAL, trace_id TEXT)"
+        "input TEXT, steps TEXT, result TEXT, error TEXT, created_at REAL, finished_at REAL, trace_id TEXT, "
+        "budget TEXT)"
     )
     for run in runs:
         connection.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, 'rest:127.0.0.1', '{}', '[]', ?, NULL, ?, ?, ?)",
+            "INSERT INTO runs VALUES (?, ?, ?, 'rest:127.0.0.1', '{}', '[]', ?, NULL, ?, ?, ?, ?)",
             (
                 run["id"],
                 run.get("workflow", "credit-risk"),
@@ -155,6 +156,7 @@ def write_runs(state_dir: Path, runs: list[dict[str, Any]]) -> None:
                 run["created_at"],
                 run.get("finished_at"),
                 run.get("trace_id"),
+                json.dumps(run.get("budget")),
             ),
         )
     connection.commit()
@@ -322,12 +324,19 @@ def test_runs_lists_recent_runs_from_the_store_with_status_duration_and_cost(sta
                 "result": {"decision": "refer"},
             },
             {"id": "run-running", "created_at": now - 1, "status": "running"},
+            {
+                "id": "run-priced",
+                "created_at": now - 20,
+                "finished_at": now - 19,
+                "budget": {"limits": {}, "spent": {"tasks": 3, "tokens": 900, "cost": 0.0042}},
+            },
         ],
     )
 
     result = invoke("runs", "--state-dir", str(state_dir), "--json")
 
-    newest, oldest = json.loads(result.output)
+    newest, oldest, priced = json.loads(result.output)
+    assert (priced["id"], priced["cost_usd"]) == ("run-priced", 0.0042)  # the run's own budget record
     assert (newest["id"], newest["status"], newest["cost_usd"]) == ("run-running", "running", None)
     assert (oldest["id"], oldest["status"], oldest["decision"]) == (RUN_ID, "completed", "refer")
     assert oldest["duration_s"] == pytest.approx(0.4, abs=1e-3)

@@ -44,7 +44,11 @@ def run_demo(orchestrator_url: str, auth: httpx.Auth, count: int, echo: Callable
 
 def render_run(applicant: dict[str, Any], run: dict[str, Any]) -> str:
     result = run["result"]
-    wall_ms = (run["finished_at"] - run["created_at"]) * 1000
+    # A run waiting for approval has not finished: its wall time is up to its last step's end.
+    ended = run.get("finished_at") or max(
+        (step["finished_at"] for step in run["steps"] if step.get("finished_at")), default=run["created_at"]
+    )
+    wall_ms = (ended - run["created_at"]) * 1000
     lines = [
         "",
         f"{applicant['name']} ({applicant['scenario']}), asks {applicant['requested_amount']:,.0f}",

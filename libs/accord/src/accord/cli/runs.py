@@ -32,7 +32,18 @@ from accord.telemetry import COST_USD
 from accord.topology import load_topology, repo_root
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_JSON_COLUMNS = ("input", "steps", "result", "error", "usage")
+# The run store's JSON columns (`orchestrator.run_store`), stored as text by SQLite.
+_JSON_COLUMNS = (
+    "input",
+    "steps",
+    "result",
+    "error",
+    "conflicts",
+    "rationale",
+    "review",
+    "budget",
+    "approvals",
+)
 
 
 def state_dir_or_default(value: Path | None) -> Path:
@@ -224,7 +235,7 @@ class _Known(RunSource):
 
 
 def render_runs(rows: list[dict[str, Any]]) -> str:
-    header = f"{'run':<38}{'workflow':<16}{'status':<11}{'started (UTC)':<21}"
+    header = f"{'run':<38}{'workflow':<16}{'status':<18}{'started (UTC)':<21}"
     header += f"{'duration':>10}{'cost':>11}  decision"
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -236,7 +247,7 @@ def render_runs(rows: list[dict[str, Any]]) -> str:
         duration = f"{row['duration_s'] * 1000:.0f} ms" if row["duration_s"] is not None else "-"
         cost = f"${row['cost_usd']:.4f}" if row["cost_usd"] is not None else "-"
         lines.append(
-            f"{row['id']:<38}{row['workflow'] or '-'!s:<16}{row['status'] or '-'!s:<11}"
+            f"{row['id']:<38}{row['workflow'] or '-'!s:<16}{row['status'] or '-'!s:<18}"
             f"{started:<21}{duration:>10}{cost:>11}  {row['decision'] or '-'}"
         )
     if not rows:
