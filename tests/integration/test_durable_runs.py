@@ -104,7 +104,7 @@ WIDE_WORKFLOW: dict[str, Any] = {
 
 
 # Long enough to outlast a kill and restart of the orchestrator on a busy machine.
-GATE_EXPIRY_S = 15.0
+GATE_EXPIRY_S = 8.0
 GATED_WORKFLOW: dict[str, Any] = {
     **WORKFLOW,
     "name": "durable-gated",
