@@ -42,6 +42,7 @@ def build(_settings: ToolsSettings) -> MCPServer:
     _tools(mcp)
     _resources(mcp)
     _prompts(mcp)
+    _completions(mcp)
     return mcp
 
 
@@ -130,6 +131,19 @@ def _resources(mcp: MCPServer) -> None:
     @mcp.resource("test://watched-resource", name="watched-resource", mime_type="text/plain")
     def watched() -> str:
         return "Watched resource content"
+
+
+def _completions(mcp: MCPServer) -> None:
+    @mcp.completion()
+    async def complete(
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: types.CompletionArgument,
+        _context: types.CompletionContext | None,
+    ) -> types.Completion:
+        """Values of a prompt argument or template variable that start with what was typed."""
+        known = {"arg1": ["paris", "park", "party"], "id": ["123", "124", "200"]}.get(argument.name, [])
+        values = [value for value in known if value.startswith(argument.value)]
+        return types.Completion(values=values, total=len(values), has_more=False)
 
 
 def _prompts(mcp: MCPServer) -> None:

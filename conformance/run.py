@@ -158,6 +158,8 @@ def mesh_env(
             "ACCORD_GATEWAY_UPSTREAMS": json.dumps(upstreams),
             "ACCORD_GATEWAY_UPSTREAM_SECRETS": json.dumps(upstream_secrets),
             "ACCORD_GATEWAY_POLICY_FILE": str(policy_file),
+            # The suite addresses the fixture's tools and prompts by their own names.
+            "ACCORD_GATEWAY_UNPREFIXED_UPSTREAM": UPSTREAM,
         },
         "registry": {
             "ACCORD_REGISTRY_ALLOW_PRIVATE_TARGETS": "true",
@@ -198,6 +200,7 @@ def client_token(runner: MeshRunner, client_id: str, secret: str, scopes: list[s
 def outside_client_token(runner: MeshRunner, state: Path) -> str:
     """The MCP suite's client: its tools' scopes, a token for the gateway's /mcp."""
     scopes = [f"tool:{UPSTREAM}.{tool}" for tool in FIXTURE_TOOLS]
+    scopes += [f"resources:{UPSTREAM}", f"prompts:{UPSTREAM}"]
     secret = outside_client(runner, state, CLIENT_ID, scopes, "MCP conformance suite")
     return client_token(runner, CLIENT_ID, secret, scopes, runner.url("gateway") + "/mcp")
 
@@ -249,12 +252,12 @@ def inspector(gateway_url: str, token: str) -> tuple[str, bool]:
     base = [str(NODE), str(INSPECTOR), "--cli", gateway_url + "/mcp", "--transport", "http"]
     base += ["--header", f"Authorization: Bearer {token}"]
     listed = run([*base, "--method", "tools/list"])
-    called = run([*base, "--method", "tools/call", "--tool-name", f"{UPSTREAM}.test_simple_text"])
+    called = run([*base, "--method", "tools/call", "--tool-name", "test_simple_text"])
     refused = run([str(NODE), str(INSPECTOR), "--cli", gateway_url + "/mcp", "--transport", "http",
                    "--method", "tools/list"])  # fmt: skip
     names = _tool_names(listed.stdout)
     print(f"tools/list (exit {listed.returncode}): {len(names)} tools: {', '.join(names)}")
-    print(f"tools/call {UPSTREAM}.test_simple_text (exit {called.returncode}): {_compact(called.stdout)}")
+    print(f"tools/call test_simple_text (exit {called.returncode}): {_compact(called.stdout)}")
     without = _compact(refused.stdout + refused.stderr)
     print(f"tools/list without a token (exit {refused.returncode}): {without}")
     ok = listed.returncode == 0 and called.returncode == 0 and refused.returncode != 0 and bool(names)

@@ -103,6 +103,8 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         limiter,
         audit_log,
         run_tool_calls,
+        federation.names,
+        federation.features,
     )
 
     @asynccontextmanager

@@ -18,6 +18,7 @@ from gateway.policy import Subject
 
 CALLER_KEY = "accord.caller"
 AUTHORIZED_CALL_KEY = "accord.authorized_call"
+AUTHORIZED_READ_KEY = "accord.authorized_read"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,22 @@ class AuthorizedCall:
     tool: str
     arguments: Mapping[str, Any]
     rule: str | None
+
+
+@dataclass(frozen=True)
+class AuthorizedRead:
+    """A resource read, prompt get or completion the layer allowed: this method, of this upstream's
+    `target` (a resource URI, a prompt's full name, or a completion's reference)."""
+
+    caller: Caller
+    method: str
+    upstream: str
+    target: str
+
+
+def authorized_read_of(request: Request | None) -> AuthorizedRead | None:
+    read = _state(request).get(AUTHORIZED_READ_KEY)
+    return read if isinstance(read, AuthorizedRead) else None
 
 
 def _state(request: Request | None) -> Mapping[str, Any]:

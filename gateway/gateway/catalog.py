@@ -7,7 +7,6 @@ them fails as `upstream_unavailable` rather than as an unknown tool.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +15,9 @@ from typing import Any
 import mcp_types as types
 
 from accord.errors import AccordError
+from gateway.federated_names import SEPARATOR, federated_name
+from gateway.listings import UpstreamListings
 from gateway.upstreams import Upstream, UpstreamFailure, UpstreamPool
-
-SEPARATOR = "."
-
-
-def federated_name(upstream: str, tool: str) -> str:
-    return f"{upstream}{SEPARATOR}{tool}"
 
 
 def split_federated_name(name: str) -> tuple[str, str]:
@@ -46,10 +41,13 @@ class FederatedTool:
         return self.tool.name
 
 
-@dataclass(frozen=True)
-class _Listing:
-    tools: dict[str, FederatedTool]
-    fetched_at: float
+async def _published(upstream: Upstream) -> dict[str, FederatedTool]:
+    tools = await upstream.list_tools()
+    renamed = (tool.model_copy(update={"name": federated_name(upstream.name, tool.name)}) for tool in tools)
+    published = (
+        FederatedTool(upstream.name, tool.name, named) for tool, named in zip(tools, renamed, strict=True)
+    )
+    return {federated.name: federated for federated in published}
 
 
 class ToolCatalog:
@@ -57,44 +55,12 @@ class ToolCatalog:
 
     def __init__(self, pool: UpstreamPool, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._pool = pool
-        self._ttl = ttl
-        self._clock = clock
-        self._listings: dict[str, _Listing] = {}
-        self._locks = {upstream.name: asyncio.Lock() for upstream in pool}
-
-    def _is_fresh(self, upstream: str) -> bool:
-        listing = self._listings.get(upstream)
-        return listing is not None and self._clock() - listing.fetched_at < self._ttl
-
-    async def _refresh(self, upstream: Upstream) -> bool:
-        """Bring one upstream's listing up to date; False when the upstream could not be asked."""
-        async with self._locks[upstream.name]:
-            if self._is_fresh(upstream.name):  # another request refreshed it while we waited
-                return True
-            try:
-                tools = await upstream.list_tools()
-            except UpstreamFailure:
-                return False
-            published = (
-                FederatedTool(
-                    upstream.name,
-                    tool.name,
-                    tool.model_copy(update={"name": federated_name(upstream.name, tool.name)}),
-                )
-                for tool in tools
-            )
-            self._listings[upstream.name] = _Listing({t.name: t for t in published}, self._clock())
-            return True
+        self._listings = UpstreamListings(pool, ttl, _published, clock)
 
     async def tools(self) -> list[types.Tool]:
         """The published tools of every upstream that answers now, in configuration order."""
-        upstreams = list(self._pool)
-        answered = await asyncio.gather(*(self._refresh(upstream) for upstream in upstreams))
         return [
-            federated.tool
-            for upstream, ok in zip(upstreams, answered, strict=True)
-            if ok
-            for federated in self._listings[upstream.name].tools.values()
+            federated.tool for _, tools in await self._listings.answering() for federated in tools.values()
         ]
 
     async def resolve(self, name: str) -> FederatedTool:
@@ -104,23 +70,21 @@ class ToolCatalog:
         upstream = self._pool.get(upstream_name)
         if upstream is None:
             raise AccordError("unknown_tool", f"no upstream is named {upstream_name!r}")
-        await self._refresh(upstream)
-        listing = self._listings.get(upstream_name)
+        listing = await self._listings.of(upstream)
         if listing is None:
             raise UpstreamFailure("upstream_unavailable", f"upstream {upstream_name!r} is unavailable")
-        federated = listing.tools.get(name)
+        federated = listing.get(name)
         if federated is None:
             raise AccordError("unknown_tool", f"upstream {upstream_name!r} has no tool {tool_name!r}")
         return federated
 
     def cached_input_schema(self, name: str) -> dict[str, Any] | None:
         """The input schema from the cache only: the SDK asks synchronously to check `Mcp-Param-*` headers."""
-        upstream_name = name.partition(SEPARATOR)[0]
-        listing = self._listings.get(upstream_name)
-        federated = listing.tools.get(name) if listing else None
+        listing = self._listings.cached(name.partition(SEPARATOR)[0])
+        federated = listing.get(name) if listing else None
         return federated.tool.input_schema if federated else None
 
     def tool_count(self, upstream: str) -> int | None:
         """How many tools the upstream listed last time, or None when it never has."""
-        listing = self._listings.get(upstream)
-        return len(listing.tools) if listing else None
+        listing = self._listings.cached(upstream)
+        return len(listing) if listing is not None else None

@@ -2,40 +2,52 @@
 
 The endpoint is stateless streamable HTTP at `/mcp` (any replica can serve any request). The server's
 lifespan supervises the persistent upstream clients; `tools/list` serves the federated catalog (as much of
-it as the caller may call) and `tools/call` runs the `ToolCallPipeline`. Protocol errors carry the reason
-code in `error.data.reason`. Bearer authentication and per-call authorization happen in front of this app,
+it as the caller may call) and `tools/call` runs the `ToolCallPipeline`. The upstreams' resources, resource
+templates and prompts are federated too (`gateway.resource_catalog`): listed as far as the caller holds
+their upstream's scope, read only as the authorization layer allowed, and audited. `completion/complete`
+goes to the upstream of the prompt or template it completes. `logging/setLevel` is accepted: the gateway
+relays no log notifications, so it never sends one below any level. Protocol errors carry the reason code
+in `error.data.reason`. Bearer authentication and per-request authorization happen in front of this app,
 in `gateway.mcp_guard`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from accord.audit import AuditLog
+from accord.audit import AuditEvent, AuditLog
 from accord.errors import AccordError
 from accord.trace_context import trace_id_from
 from gateway.authorization import Authorizer
+from gateway.caller import Caller, authorized_read_of, caller_of
 from gateway.catalog import ToolCatalog
+from gateway.federated_names import FederatedNames
 from gateway.pipeline import InboundCall, ToolCallPipeline
+from gateway.resource_catalog import ServerFeatures, prompts_scope, resources_scope
 from gateway.settings import GatewaySettings
 from gateway.tool_audit import ToolCallAudit
-from gateway.upstreams import UpstreamPool
+from gateway.upstreams import Upstream, UpstreamFailure, UpstreamPool
 
 logger = logging.getLogger(__name__)
+R = TypeVar("R")
 
 SERVER_NAME = "accord-gateway"
 MCP_PATH = "/mcp"
@@ -47,8 +59,12 @@ ToolVisibility = Callable[[Request | None, list[types.Tool]], list[types.Tool]]
 
 
 def to_mcp_error(error: AccordError) -> MCPError:
-    """The JSON-RPC form of an Accord error: the table's code, a safe message and the reason code."""
-    return MCPError(error.kind.jsonrpc_code, error.detail, {"reason": error.reason})
+    """The JSON-RPC form of an Accord error: the table's code, a safe message and the reason code (and the
+    URI of a resource not found, as SEP-2164 asks)."""
+    data: dict[str, Any] = {"reason": error.reason}
+    if isinstance(error.context.get("uri"), str):
+        data["uri"] = error.context["uri"]
+    return MCPError(error.kind.jsonrpc_code, error.detail, data)
 
 
 class Federation:
@@ -62,18 +78,33 @@ class Federation:
         visibility: ToolVisibility | None = None,
     ) -> None:
         self._visibility = visibility
+        self._audit = audit_log
         self.upstreams = UpstreamPool.from_settings(settings)
-        self.catalog = ToolCatalog(self.upstreams, settings.gateway_tools_ttl_seconds)
+        self.names = FederatedNames(settings.gateway_upstreams, settings.gateway_unprefixed_upstream)
+        ttl = settings.gateway_tools_ttl_seconds
+        self.catalog = ToolCatalog(self.upstreams, ttl)
+        self.features = ServerFeatures(self.upstreams, ttl, self.names)
         self.pipeline = ToolCallPipeline(self.catalog, self.upstreams, authorizer, ToolCallAudit(audit_log))
-        self.server: Server[Federation] = Server(
-            SERVER_NAME,
-            version=version("gateway"),
-            instructions=INSTRUCTIONS,
-            lifespan=self._lifespan,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-            get_tool_input_schema=self.catalog.cached_input_schema,
-        )
+        with warnings.catch_warnings():
+            # logging/setLevel is deprecated from protocol 2026-07-28 on, and standard in the versions
+            # before it, which clients still negotiate.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Federation] = Server(
+                SERVER_NAME,
+                version=version("gateway"),
+                instructions=INSTRUCTIONS,
+                lifespan=self._lifespan,
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+                on_list_resources=self._list_resources,
+                on_list_resource_templates=self._list_resource_templates,
+                on_read_resource=self._read_resource,
+                on_list_prompts=self._list_prompts,
+                on_get_prompt=self._get_prompt,
+                on_completion=self._complete,
+                on_set_logging_level=_set_logging_level,
+                get_tool_input_schema=self._cached_input_schema,
+            )
 
     @asynccontextmanager
     async def _lifespan(self, _server: Server[Federation]) -> AsyncIterator[Federation]:
@@ -101,7 +132,8 @@ class Federation:
             tools = await self.catalog.tools()
             if self._visibility is not None:
                 tools = self._visibility(request, tools)
-            return types.ListToolsResult(tools=tools)
+            shown = [tool.model_copy(update={"name": self.names.shown(tool.name)}) for tool in tools]
+            return types.ListToolsResult(tools=shown)
         except Exception:
             logger.exception("tools/list failed")
             raise to_mcp_error(AccordError("internal_error")) from None
@@ -112,7 +144,7 @@ class Federation:
         request = ctx.request if isinstance(ctx.request, Request) else None
         headers = request.headers if request is not None else Headers()
         inbound = InboundCall(
-            name=params.name,
+            name=self.names.qualified(params.name),
             arguments=MappingProxyType(dict(params.arguments or {})),
             headers=headers,
             trace_id=trace_id_from(ctx.meta, headers),
@@ -126,3 +158,148 @@ class Federation:
             # The SDK would put the exception text on the wire; the caller gets the generic reason instead.
             logger.exception("tools/call failed", extra={"tool": params.name[:256]})
             raise to_mcp_error(AccordError("internal_error")) from None
+
+    def _cached_input_schema(self, name: str) -> dict[str, Any] | None:
+        return self.catalog.cached_input_schema(self.names.qualified(name))
+
+    # --- resources, prompts, completion ---------------------------------------------------------------
+
+    async def _list_resources(
+        self, ctx: ServerRequestContext[Federation, Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        scopes = _scopes_of(ctx)
+        listed = await self.features.resources.resources()
+        return types.ListResourcesResult(resources=[r for u, r in listed if resources_scope(u) in scopes])
+
+    async def _list_resource_templates(
+        self, ctx: ServerRequestContext[Federation, Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        scopes = _scopes_of(ctx)
+        listed = await self.features.resources.templates()
+        return types.ListResourceTemplatesResult(
+            resource_templates=[t for u, t in listed if resources_scope(u) in scopes]
+        )
+
+    async def _list_prompts(
+        self, ctx: ServerRequestContext[Federation, Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        scopes = _scopes_of(ctx)
+        listed = await self.features.prompts.prompts()
+        return types.ListPromptsResult(prompts=[p for u, p in listed if prompts_scope(u) in scopes])
+
+    async def _read_resource(
+        self, ctx: ServerRequestContext[Federation, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        return await self._read(ctx, "resources/read", {"uri": uri}, lambda u: u.read_resource(uri))
+
+    async def _get_prompt(
+        self, ctx: ServerRequestContext[Federation, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        arguments = dict(params.arguments) if params.arguments else None
+
+        async def get(upstream: Upstream) -> types.GetPromptResult:
+            _, prompt = await self.features.prompts.resolve(params.name)
+            return await upstream.get_prompt(prompt, arguments)
+
+        return await self._read(ctx, "prompts/get", {"name": params.name}, get)
+
+    async def _complete(
+        self, ctx: ServerRequestContext[Federation, Any], params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            described: dict[str, Any] = {"ref": {"type": "ref/prompt", "name": ref.name}}
+        else:
+            described = {"ref": {"type": "ref/resource", "uri": ref.uri}}
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = dict(params.context.arguments or {}) if params.context is not None else None
+
+        async def complete(upstream: Upstream) -> types.CompleteResult:
+            forwarded = ref
+            if isinstance(ref, types.PromptReference):
+                _, prompt = await self.features.prompts.resolve(ref.name)
+                forwarded = ref.model_copy(update={"name": prompt})
+            return await upstream.complete(forwarded, argument, context)
+
+        return await self._read(ctx, "completion/complete", described, complete)
+
+    async def _read(
+        self,
+        ctx: ServerRequestContext[Federation, Any],
+        method: str,
+        params: dict[str, Any],
+        fetch: Callable[[Upstream], Awaitable[R]],
+    ) -> R:
+        """One read the authorization layer allowed: to the upstream that owns its target, audited."""
+        request = ctx.request if isinstance(ctx.request, Request) else None
+        headers = request.headers if request is not None else Headers()
+        audit = _ReadAudit(self._audit, method, caller_of(request), trace_id_from(ctx.meta, headers))
+        try:
+            target = await self.features.target(method, params)
+        except AccordError as exc:
+            await audit.write("rejected", exc.reason)
+            raise to_mcp_error(exc) from None
+        audit.upstream, audit.target = target.upstream, target.target
+        verdict = authorized_read_of(request)
+        if verdict is None or (verdict.method, verdict.upstream, verdict.target) != (
+            method,
+            target.upstream,
+            target.target,
+        ):
+            # Fail closed: only what the layer allowed, exactly, is read.
+            await audit.write("denied", "internal_error")
+            raise to_mcp_error(AccordError("internal_error", "the request differs from the one authorized"))
+        try:
+            result = await fetch(self.upstreams.upstreams[target.upstream])
+        except UpstreamFailure as exc:
+            await audit.write("failed", exc.reason)
+            raise to_mcp_error(AccordError(exc.reason, exc.detail)) from None
+        except AccordError as exc:
+            await audit.write("failed", exc.reason)
+            raise to_mcp_error(exc) from None
+        await audit.write("allowed", None)
+        return result
+
+
+@dataclass
+class _ReadAudit:
+    """The audit record of one read: who, what (the target as a digest: URIs may carry personal data),
+    where, and how it ended."""
+
+    log: AuditLog
+    method: str
+    caller: Caller | None
+    trace_id: str
+    upstream: str | None = None
+    target: str | None = None
+
+    async def write(self, outcome: str, reason: str | None) -> None:
+        claims = self.caller.claims if self.caller is not None else None
+        details = {
+            "upstream": self.upstream,
+            "target_sha256": hashlib.sha256(self.target.encode()).hexdigest() if self.target else None,
+            "subject": claims.sub if claims is not None else None,
+        }
+        await self.log.append(
+            AuditEvent(
+                actor=claims.client_id if claims is not None else "anonymous",
+                action=self.method,
+                outcome=outcome,
+                reason=reason,
+                trace_id=self.trace_id,
+                run_id=claims.wf if claims is not None else None,
+                details={name: value for name, value in details.items() if value is not None},
+            )
+        )
+
+
+def _scopes_of(ctx: ServerRequestContext[Federation, Any]) -> frozenset[str]:
+    caller = caller_of(ctx.request if isinstance(ctx.request, Request) else None)
+    return frozenset(caller.claims.scopes) if caller is not None else frozenset()
+
+
+async def _set_logging_level(
+    _ctx: ServerRequestContext[Federation, Any], _params: types.SetLevelRequestParams
+) -> types.EmptyResult:
+    return types.EmptyResult()

@@ -6,8 +6,12 @@ and verifies the bearer token: asymmetric algorithm allowlist, trusted issuer an
 endpoint, expiry with bounded skew, `typ: at+jwt`, and that the task grant behind it is still active.
 A `tools/call` is then checked on its own, in this order: the client's rate limit (429), the
 `tool:<upstream>.<tool>` scope (403 insufficient_scope), the tool policy with its argument constraints
-(403 policy_denied). Only then is the body replayed to the MCP app, with the verified caller and the
-allowed call left in the ASGI scope's state for the federation.
+(403 policy_denied). A name without its upstream stands for the unprefixed upstream's
+(`gateway.federated_names`); what is checked and audited is the full name. A resource read, prompt get or
+completion is checked against the rate limit and the scope of the upstream it goes to
+(`resources:<upstream>`, `prompts:<upstream>`); one that names nothing federated goes on, to be answered
+as not found. Only then is the body replayed to the MCP app, with the verified caller and the allowed
+call left in the ASGI scope's state for the federation.
 
 Every refusal is audited (reason code, trace id, caller, tool, argument digest, rule, grant, workflow,
 task; never the token or the arguments) and answered without any upstream being contacted. Allowed calls
@@ -31,12 +35,20 @@ from accord.strict_json import DEFAULT_MAX_BYTES, StrictJsonError, loads_strict
 from accord.tokens import AccessClaims, TokenError
 from accord.trace_context import trace_id_from
 from gateway.buffered_body import Disconnected, read_body, replay, route_path
-from gateway.caller import AUTHORIZED_CALL_KEY, CALLER_KEY, AuthorizedCall, Caller
-from gateway.catalog import SEPARATOR
+from gateway.caller import (
+    AUTHORIZED_CALL_KEY,
+    AUTHORIZED_READ_KEY,
+    CALLER_KEY,
+    AuthorizedCall,
+    AuthorizedRead,
+    Caller,
+)
 from gateway.challenges import Rejection, send_rejection
+from gateway.federated_names import SEPARATOR, FederatedNames
 from gateway.oauth.grants import GrantAuthority, GrantError
 from gateway.policy import PolicyStore, Subject, tool_scope
 from gateway.rate_limit import RateLimiter
+from gateway.resource_catalog import READ_METHODS, ServerFeatures
 from gateway.run_budget import RunToolCalls
 from gateway.tool_audit import ACTION as TOOL_CALL_ACTION
 from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
@@ -62,6 +74,7 @@ class _Request:
     tool: str | None = None
     arguments: Mapping[str, Any] | None = None
     caller: Caller | None = None
+    params: dict[str, Any] | None = None
 
 
 class McpGuard:
@@ -75,8 +88,12 @@ class McpGuard:
         limiter: RateLimiter,
         audit: AuditLog,
         run_tool_calls: RunToolCalls,
+        names: FederatedNames | None = None,
+        features: ServerFeatures | None = None,
     ) -> None:
         self.app = app
+        self._names = names or FederatedNames(())
+        self._features = features
         self._config = config
         self._verifier = verifier
         self._policy = policy
@@ -118,6 +135,8 @@ class McpGuard:
         state[CALLER_KEY] = seen.caller
         if malformed is not None:
             return Rejection(malformed)
+        if seen.method in READ_METHODS:
+            return await self._authorize_read(state, seen)
         if seen.method != "tools/call":
             return None
         if seen.tool is None or seen.arguments is None:
@@ -142,8 +161,7 @@ class McpGuard:
             return None, AccordError("invalid_input", "the body must be one JSON-RPC message object")
         return message, None
 
-    @staticmethod
-    def _describe(message: dict[str, Any], headers: Headers, seen: _Request) -> None:
+    def _describe(self, message: dict[str, Any], headers: Headers, seen: _Request) -> None:
         seen.request_id = message.get("id")
         method = message.get("method")
         seen.method = method if isinstance(method, str) else None
@@ -152,12 +170,13 @@ class McpGuard:
             return
         meta = params.get("_meta")
         seen.trace_id = trace_id_from(meta if isinstance(meta, dict) else None, headers)
+        seen.params = params
         if seen.method != "tools/call":
             return
         name = params.get("name")
         arguments = params.get("arguments", {})
         if isinstance(name, str) and 0 < len(name) <= _MAX_TOOL_NAME:
-            seen.tool = name
+            seen.tool = self._names.qualified(name)
         if arguments is None or isinstance(arguments, dict):
             seen.arguments = arguments or {}
 
@@ -206,6 +225,26 @@ class McpGuard:
             return Rejection(error, rule=verdict.rule), verdict.rule
         return None, verdict.rule
 
+    async def _authorize_read(self, state: dict[str, Any], seen: _Request) -> Rejection | None:
+        assert seen.caller is not None
+        assert seen.method is not None
+        if self._features is None:
+            return Rejection(AccordError("policy_denied", f"{seen.method} is not served here"))
+        try:
+            target = await self._features.target(seen.method, seen.params)
+        except AccordError:
+            return None  # names nothing federated: the MCP server answers it (not found, invalid params)
+        caller = seen.caller
+        wait = await self._limiter.acquire(caller.rate_key, self._policy.current.rate_limit(caller.subject))
+        if wait > 0:
+            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
+            return Rejection(error, retry_after_s=wait)
+        if target.scope not in caller.claims.scopes:
+            error = AccordError("insufficient_scope", f"the token lacks the scope {target.scope}")
+            return Rejection(error, scope=target.scope)
+        state[AUTHORIZED_READ_KEY] = AuthorizedRead(caller, seen.method, target.upstream, target.target)
+        return None
+
     # --- refusing -------------------------------------------------------------------------------------
 
     async def _refuse(self, send: Send, seen: _Request, rejection: Rejection, started: float) -> None:
@@ -252,7 +291,7 @@ class McpGuard:
         await self._audit.append(
             AuditEvent(
                 actor=claims.client_id if claims else "anonymous",
-                action=REQUEST_ACTION if seen.method != "tools/call" else TOOL_CALL_ACTION,
+                action=_audited_action(seen.method),
                 outcome=Outcome.DENIED.value,
                 reason=rejection.error.reason,
                 trace_id=seen.trace_id,
@@ -260,6 +299,13 @@ class McpGuard:
                 details={name: value for name, value in details.items() if value is not None},
             )
         )
+
+
+def _audited_action(method: str | None) -> str:
+    """Refused tool calls and reads are audited under their own method, as their allowed ones are."""
+    if method == "tools/call":
+        return TOOL_CALL_ACTION
+    return method if method in READ_METHODS else REQUEST_ACTION
 
 
 class _Refused(Exception):

@@ -33,6 +33,9 @@ class GatewaySettings(ServiceSettings):
     # A down upstream is retried on demand, but not more often than this.
     gateway_upstream_retry_seconds: float = Field(default=1.0, ge=0)
     gateway_upstream_timeout_seconds: float = Field(default=10.0, gt=0)
+    # One upstream whose tools and prompts are also offered under their own names, as that server would
+    # offer them (for clients built against it); scopes, policy and audit still use `<upstream>.<name>`.
+    gateway_unprefixed_upstream: str | None = None
     # Extra Host header values the MCP endpoint accepts (DNS-rebinding protection), e.g. a compose name.
     gateway_allowed_hosts: list[str] = Field(default_factory=list)
     # Bearer secret of the client admin API (`/admin/clients`); without it that API is disabled.
@@ -82,6 +85,9 @@ class GatewaySettings(ServiceSettings):
             secret = self.gateway_upstream_secrets.get(name)
             if secret is None or not secret.get_secret_value():
                 raise ValueError(f"upstream {name!r} has no secret in ACCORD_GATEWAY_UPSTREAM_SECRETS")
+        unprefixed = self.gateway_unprefixed_upstream
+        if unprefixed is not None and unprefixed not in self.gateway_upstreams:
+            raise ValueError(f"ACCORD_GATEWAY_UNPREFIXED_UPSTREAM {unprefixed!r} is not an upstream")
         strays = sorted(set(self.gateway_upstream_secrets) - set(self.gateway_upstreams))
         if strays:
             raise ValueError(f"secrets given for unknown upstreams: {', '.join(strays)}")

@@ -203,18 +203,46 @@ class Upstream:
             raise _unavailable(self.name, "is unavailable") from None
 
     async def list_tools(self) -> list[types.Tool]:
-        return await self._exchange(self._all_tools)
+        async def page(client: Client, cursor: str | None) -> tuple[list[types.Tool], str | None]:
+            listed = await client.list_tools(cursor=cursor)
+            return listed.tools, listed.next_cursor
 
-    async def _all_tools(self, client: Client) -> list[types.Tool]:
-        tools: list[types.Tool] = []
-        cursor: str | None = None
-        for _ in range(_MAX_LIST_PAGES):
-            page = await client.list_tools(cursor=cursor)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if cursor is None:
-                return tools
-        raise RuntimeError("tool listing did not terminate")
+        return await self._exchange(lambda client: _all_pages(client, page))
+
+    async def list_resources(self) -> list[types.Resource]:
+        async def page(client: Client, cursor: str | None) -> tuple[list[types.Resource], str | None]:
+            listed = await client.list_resources(cursor=cursor)
+            return listed.resources, listed.next_cursor
+
+        return await self._exchange(lambda client: _all_pages(client, page))
+
+    async def list_resource_templates(self) -> list[types.ResourceTemplate]:
+        async def page(client: Client, cursor: str | None) -> tuple[list[types.ResourceTemplate], str | None]:
+            listed = await client.list_resource_templates(cursor=cursor)
+            return listed.resource_templates, listed.next_cursor
+
+        return await self._exchange(lambda client: _all_pages(client, page))
+
+    async def list_prompts(self) -> list[types.Prompt]:
+        async def page(client: Client, cursor: str | None) -> tuple[list[types.Prompt], str | None]:
+            listed = await client.list_prompts(cursor=cursor)
+            return listed.prompts, listed.next_cursor
+
+        return await self._exchange(lambda client: _all_pages(client, page))
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        return await self._exchange(lambda client: client.read_resource(uri))
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        return await self._exchange(lambda client: client.get_prompt(name, arguments))
+
+    async def complete(
+        self,
+        ref: types.ResourceTemplateReference | types.PromptReference,
+        argument: dict[str, str],
+        context_arguments: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        return await self._exchange(lambda client: client.complete(ref, argument, context_arguments))
 
     async def call_tool(
         self, tool: str, arguments: dict[str, Any], output_schema: Mapping[str, Any] | None = None
@@ -250,6 +278,20 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self._caller.aclose()
+
+
+async def _all_pages(
+    client: Client, page: Callable[[Client, str | None], Awaitable[tuple[list[T], str | None]]]
+) -> list[T]:
+    """Every item of a paginated listing; a listing that keeps paginating is treated as broken."""
+    items: list[T] = []
+    cursor: str | None = None
+    for _ in range(_MAX_LIST_PAGES):
+        found, cursor = await page(client, cursor)
+        items.extend(found)
+        if cursor is None:
+            return items
+    raise RuntimeError("listing did not terminate")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pytest
 from accord.errors import AccordError
 from accord.trace_context import trace_id_from
 from gateway.authorization import Decision
-from gateway.catalog import federated_name, split_federated_name
+from gateway.catalog import split_federated_name
+from gateway.federated_names import federated_name
 from gateway.provenance import PROVENANCE_KEY, gateway_error_result, with_provenance
 from gateway.tool_audit import argument_digest
 

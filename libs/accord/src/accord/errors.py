@@ -37,6 +37,9 @@ _KINDS: tuple[ErrorKind, ...] = (
     ErrorKind("unknown_skill", 404, -32601, grpc.StatusCode.NOT_FOUND, "no such skill"),
     # MCP answers a call to an unknown tool with Invalid params (-32602), so this reason does too.
     ErrorKind("unknown_tool", 404, -32602, grpc.StatusCode.NOT_FOUND, "no such tool"),
+    # And an unknown resource (SEP-2164) or prompt the same way.
+    ErrorKind("unknown_resource", 404, -32602, grpc.StatusCode.NOT_FOUND, "no such MCP resource"),
+    ErrorKind("unknown_prompt", 404, -32602, grpc.StatusCode.NOT_FOUND, "no such prompt"),
     ErrorKind("not_found", 404, -32001, grpc.StatusCode.NOT_FOUND, "no such resource"),
     ErrorKind("conflict", 409, -32600, grpc.StatusCode.ALREADY_EXISTS, "resource already exists"),
     ErrorKind(

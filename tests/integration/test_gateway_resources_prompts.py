@@ -1,0 +1,225 @@
+"""The gateway federates its upstreams' resources and prompts beside their tools (real processes: the
+tool servers, the MCP conformance fixture server as one more upstream `fixture`, and the gateway).
+
+* A caller holding `resources:fixture` and `prompts:fixture` lists, reads and completes exactly as it would
+  against the fixture server itself: URIs pass through, templates resolve, prompts answer under their own
+  names (the fixture is the gateway's unprefixed upstream) and under `fixture.<name>`; every read is
+  audited (the target as a digest).
+* Without the scope a listing shows nothing of that upstream, and a read is refused 403
+  `insufficient_scope` naming the scope, audited, with no request reaching the upstream.
+* A URI no upstream offers is JSON-RPC -32602 with the URI in its data (SEP-2164), audited.
+* A tool of the unprefixed upstream is called by its own name and authorized and audited under its full
+  name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from accord.mesh import MeshRunner
+from accord.testing.ports import free_port
+from accord.testing.readiness import wait_until_ready
+from accord.topology import repo_root
+from tests.gateway_mesh import ONLY, GatewayMesh, assert_rejected, gateway_mesh, new_trace
+
+OFFSET = 22700  # ports 31400-31518: below the ephemeral range
+UPSTREAM = "fixture"
+READER = "fixture-reader"
+READ_SCOPES = [f"resources:{UPSTREAM}", f"prompts:{UPSTREAM}", f"tool:{UPSTREAM}.test_simple_text"]
+FIXTURE = repo_root() / "conformance" / "fixture_server.py"
+
+
+@dataclass
+class World:
+    mesh: GatewayMesh
+    fixture_url: str
+    fixture_secret: str
+
+    def token(self, scopes: list[str], client_id: str = READER) -> str:
+        return self.mesh.mint(scopes=scopes, client_id=client_id, subject=client_id)
+
+    async def reads_at_fixture(self, method: str) -> int:
+        """Requests of one MCP method the fixture server received (its own record of their headers)."""
+        response = await self.mesh.http.get(
+            self.fixture_url + "/debug/received-headers",
+            headers={"Authorization": f"Bearer {self.fixture_secret}"},
+        )
+        assert response.status_code == 200, response.text
+        requests = [{k.lower(): v for k, v in r["headers"]} for r in response.json()["requests"]]
+        return sum(1 for headers in requests if headers.get("mcp-method") == method)
+
+
+@pytest.fixture(scope="module")
+def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    state = tmp_path_factory.mktemp("fixture-server")
+    port, secret = free_port(), secrets.token_urlsafe(32)
+    env = {**os.environ, "ACCORD_HOST": "127.0.0.1", "ACCORD_PORT": str(port), "ACCORD_STATE_DIR": str(state)}
+    env |= {"ACCORD_TOOLS_GATEWAY_SECRET": secret, "ACCORD_TOOLS_RECORD_HEADERS": "1"}
+    with (state / "fixture.log").open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - this repo's own fixture server
+            [sys.executable, str(FIXTURE)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process, 60, state / "fixture.log")
+        yield url, secret
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+async def world(
+    tmp_path_factory: pytest.TempPathFactory, fixture_server: tuple[str, str]
+) -> AsyncIterator[World]:
+    state = tmp_path_factory.mktemp("gw-resources")
+    fixture_url, fixture_secret = fixture_server
+    # The mesh's own upstreams, plus the fixture (resolved as the gateway's environment would be).
+    probe = MeshRunner(state, port_offset=OFFSET, only=ONLY)
+    resolved = probe.topology.resolve_env(
+        probe.topology.by_name("gateway"), probe.host, OFFSET, probe._secrets()
+    )
+    upstreams = {**json.loads(resolved["ACCORD_GATEWAY_UPSTREAMS"]), UPSTREAM: fixture_url + "/mcp"}
+    upstream_secrets = {**json.loads(resolved["ACCORD_GATEWAY_UPSTREAM_SECRETS"]), UPSTREAM: fixture_secret}
+    gateway_env = {
+        "ACCORD_GATEWAY_UPSTREAMS": json.dumps(upstreams),
+        "ACCORD_GATEWAY_UPSTREAM_SECRETS": json.dumps(upstream_secrets),
+        "ACCORD_GATEWAY_UNPREFIXED_UPSTREAM": UPSTREAM,
+    }
+    policy = {"version": 1, "clients": {READER: {"tools": [{"tool": f"{UPSTREAM}.test_simple_text"}]}}}
+    async with gateway_mesh(state, OFFSET, policy=policy, extra_env={"gateway": gateway_env}) as mesh:
+        yield World(mesh, fixture_url, fixture_secret)
+
+
+def result_of(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "error" not in body, body
+    result: dict[str, Any] = body["result"]
+    return result
+
+
+async def test_a_caller_with_the_scopes_lists_reads_and_completes_as_against_the_server_itself(
+    world: World,
+) -> None:
+    token = world.token(READ_SCOPES)
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with http, Client(streamable_http_client(world.mesh.mcp_url, http_client=http)) as client:
+        resources = {str(r.uri) for r in (await client.list_resources()).resources}
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        text = (await client.read_resource("test://static-text")).contents[0]
+        binary = (await client.read_resource("test://static-binary")).contents[0]
+        templated = (await client.read_resource("test://template/123/data")).contents[0]
+        prompts = sorted(p.name for p in (await client.list_prompts()).prompts)
+        simple = await client.get_prompt("test_simple_prompt")
+        with_args = await client.get_prompt("fixture.test_prompt_with_arguments", {"arg1": "a", "arg2": "b"})
+        tools = sorted(t.name for t in (await client.list_tools()).tools)
+
+    assert await world.reads_at_fixture("resources/read") >= 3  # the upstream's own record of the reads
+    assert {"test://static-text", "test://static-binary", "test://watched-resource"} <= resources
+    assert templates == ["test://template/{id}/data"]
+    assert getattr(text, "text", None) == "This is the content of the static text resource."
+    assert base64.b64decode(getattr(binary, "blob", "")).startswith(b"\x89PNG")
+    assert "Data for ID: 123" in getattr(templated, "text", "")
+    assert "test_simple_prompt" in prompts
+    assert "test_prompt_with_arguments" in prompts
+    assert getattr(simple.messages[0].content, "text", None) == "This is a simple prompt for testing."
+    assert "arg1='a'" in getattr(with_args.messages[0].content, "text", "")
+    # Tools: only the one its scope and policy allow, under the fixture's own name.
+    assert tools == ["test_simple_text"]
+
+    completed = result_of(
+        await world.mesh.rpc(
+            token,
+            "completion/complete",
+            {
+                "ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"},
+                "argument": {"name": "arg1", "value": "par"},
+            },
+        )
+    )
+    assert completed["completion"]["values"] == ["paris", "park", "party"]
+
+    reads = [
+        r for r in await world.mesh.audit.records() if r["actor"] == READER and r["outcome"] == "allowed"
+    ]
+    digest = hashlib.sha256(b"test://template/123/data").hexdigest()
+    assert any(
+        r["action"] == "resources/read"
+        and r["details"] == {"upstream": UPSTREAM, "target_sha256": digest, "subject": READER}
+        for r in reads
+    )
+    assert {r["action"] for r in reads} >= {"resources/read", "prompts/get", "completion/complete"}
+    assert not any("test://template/123/data" in str(r) for r in await world.mesh.audit.records())
+
+
+async def test_without_the_scope_a_listing_shows_nothing_and_a_read_is_refused_before_the_upstream(
+    world: World,
+) -> None:
+    token = world.token([f"tool:{UPSTREAM}.test_simple_text"], client_id="tools-only")
+    trace_id, traceparent = new_trace()
+    before = await world.reads_at_fixture("resources/read")
+
+    listed = result_of(await world.mesh.rpc(token, "resources/list", {}))
+    prompts = result_of(await world.mesh.rpc(token, "prompts/list", {}))
+    refused = await world.mesh.rpc(token, "resources/read", {"uri": "test://static-text"}, traceparent)
+    prompt = await world.mesh.rpc(token, "prompts/get", {"name": "test_simple_prompt"})
+
+    assert listed["resources"] == [] and prompts["prompts"] == []  # noqa: PT018
+    assert_rejected(refused, 403, "insufficient_scope", "insufficient_scope")
+    assert 'scope="resources:fixture"' in refused.headers["www-authenticate"]
+    assert_rejected(prompt, 403, "insufficient_scope", "insufficient_scope")
+    assert await world.reads_at_fixture("resources/read") == before, "no read reached the upstream"
+    [record] = await world.mesh.records(trace_id)
+    assert (record["action"], record["outcome"], record["reason"], record["actor"]) == (
+        "resources/read",
+        "denied",
+        "insufficient_scope",
+        "tools-only",
+    )
+
+
+async def test_a_uri_no_upstream_offers_is_invalid_params_naming_it_and_audited(world: World) -> None:
+    trace_id, traceparent = new_trace()
+    uri = "test://nonexistent-resource"
+    response = await world.mesh.rpc(world.token(READ_SCOPES), "resources/read", {"uri": uri}, traceparent)
+
+    assert response.status_code == 200
+    error = response.json()["error"]
+    assert (error["code"], error["data"]) == (-32602, {"reason": "unknown_resource", "uri": uri})
+    [record] = await world.mesh.records(trace_id)
+    assert (record["action"], record["outcome"], record["reason"]) == (
+        "resources/read",
+        "rejected",
+        "unknown_resource",
+    )
+
+
+async def test_a_tool_of_the_unprefixed_upstream_is_called_by_its_name_and_audited_by_its_full_name(
+    world: World,
+) -> None:
+    trace_id, traceparent = new_trace()
+    response = await world.mesh.call(world.token(READ_SCOPES), "test_simple_text", {}, traceparent)
+
+    assert result_of(response)["content"][0]["text"] == "This is a simple text response for testing."
+    record = await world.mesh.record_for(trace_id)
+    assert (record["details"]["tool"], record["outcome"]) == ("fixture.test_simple_text", "ok")
+    # And a bare name the caller has no scope for is refused under its full name.
+    refused = await world.mesh.call(world.token(READ_SCOPES), "test_image_content", {})
+    assert_rejected(refused, 403, "insufficient_scope", "insufficient_scope")
+    assert 'scope="tool:fixture.test_image_content"' in refused.headers["www-authenticate"]
