@@ -23,6 +23,7 @@ from gateway.oauth import OAuthConfig, OAuthDeps, build_oauth, create_oauth_rout
 from gateway.policy import PolicyStore, tool_scope
 from gateway.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.relay import Relay
+from gateway.resource_catalog import prompts_scope, resources_scope
 from gateway.run_budget import MemoryRunToolCalls, RedisRunToolCalls, RunToolCalls
 from gateway.settings import GatewaySettings
 from gateway.tool_access import PolicyScopeBound, policy_visibility
@@ -131,8 +132,13 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
                 await trust.aclose()
             await engine.dispose()
 
-    async def tool_scopes() -> list[str]:
-        return [tool_scope(tool.name) for tool in await federation.catalog.tools()]
+    async def mcp_scopes() -> list[str]:
+        """Every scope `/mcp` knows: each tool's, and each upstream's that offers resources or prompts."""
+        tools = [tool_scope(tool.name) for tool in await federation.catalog.tools()]
+        resources = {resources_scope(u) for u, _ in await federation.features.resources.resources()}
+        resources |= {resources_scope(u) for u, _ in await federation.features.resources.templates()}
+        prompts = {prompts_scope(u) for u, _ in await federation.features.prompts.prompts()}
+        return tools + sorted(resources) + sorted(prompts)
 
     app = create_service_app(
         SERVICE, lifespan=lifespan, readiness=[federation.upstreams.ready], audit=audit_log
@@ -153,8 +159,8 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
             config.mcp_resource,
             MCP_PATH,
             [config.issuer, *settings.gateway_trusted_issuers],
-            tool_scopes,
-            "Accord gateway: federated MCP tools",
+            mcp_scopes,
+            "Accord gateway: federated MCP tools, resources and prompts",
         )
     )
     app.include_router(upstreams_router(federation.upstreams, federation.catalog))

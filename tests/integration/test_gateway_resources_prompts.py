@@ -223,3 +223,10 @@ async def test_a_tool_of_the_unprefixed_upstream_is_called_by_its_name_and_audit
     refused = await world.mesh.call(world.token(READ_SCOPES), "test_image_content", {})
     assert_rejected(refused, 403, "insufficient_scope", "insufficient_scope")
     assert 'scope="tool:fixture.test_image_content"' in refused.headers["www-authenticate"]
+
+
+async def test_the_protected_resource_metadata_names_the_resource_and_prompt_scopes(world: World) -> None:
+    response = await world.mesh.http.get(world.mesh.url + "/.well-known/oauth-protected-resource/mcp")
+    scopes = response.json()["scopes_supported"]
+    assert {"resources:fixture", "prompts:fixture", "tool:fixture.test_simple_text"} <= set(scopes)
+    assert "tool:sanctions.search" in scopes
