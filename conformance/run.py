@@ -150,7 +150,11 @@ def mesh_env(
     upstreams[UPSTREAM] = f"http://127.0.0.1:{fixture_port}/mcp"
     upstream_secrets[UPSTREAM] = fixture_secret
     policy = yaml.safe_load((ROOT / "deploy" / "policies" / "tools.yaml").read_text())
-    policy["clients"][CLIENT_ID] = {"tools": [{"tool": f"{UPSTREAM}.*"}]}
+    policy["clients"][CLIENT_ID] = {
+        "tools": [{"tool": f"{UPSTREAM}.*"}],
+        "resources": [UPSTREAM],
+        "prompts": [UPSTREAM],
+    }
     policy_file = state / "conformance-tools.yaml"
     policy_file.write_text(yaml.safe_dump(policy))
     return {

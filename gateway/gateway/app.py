@@ -20,13 +20,12 @@ from gateway.federation import MCP_PATH, Federation
 from gateway.grant_api import grants_router
 from gateway.mcp_guard import GuardConfig, McpGuard
 from gateway.oauth import OAuthConfig, OAuthDeps, build_oauth, create_oauth_router
-from gateway.policy import PolicyStore, tool_scope
+from gateway.policy import PolicyStore, prompts_scope, resources_scope, tool_scope
 from gateway.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.relay import Relay
-from gateway.resource_catalog import prompts_scope, resources_scope
 from gateway.run_budget import MemoryRunToolCalls, RedisRunToolCalls, RunToolCalls
 from gateway.settings import GatewaySettings
-from gateway.tool_access import PolicyScopeBound, policy_visibility
+from gateway.tool_access import PolicyScopeBound, policy_read_access, policy_visibility
 from gateway.upstream_routes import upstreams_router
 
 SERVICE = "gateway"
@@ -85,7 +84,9 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
     run_tool_calls: RunToolCalls = (
         RedisRunToolCalls(oauth.redis) if oauth.redis is not None else MemoryRunToolCalls()
     )
-    federation = Federation(settings, audit_log, LayerVerdictAuthorizer(), policy_visibility(policy))
+    federation = Federation(
+        settings, audit_log, LayerVerdictAuthorizer(), policy_visibility(policy), policy_read_access(policy)
+    )
     mcp_app = federation.http_app(
         TransportSecuritySettings(
             enable_dns_rebinding_protection=True,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from accord.errors import AccordError
 from gateway.upstreams import Upstream, UpstreamFailure, UpstreamPool
 
 T = TypeVar("T")
@@ -32,11 +33,15 @@ class UpstreamListings(Generic[T]):
         ttl: float,
         fetch: Callable[[Upstream], Awaitable[T]],
         clock: Callable[[], float] = time.monotonic,
+        failure_ttl: float = 0.0,
     ) -> None:
         self._pool = pool
         self._ttl = ttl
         self._fetch = fetch
         self._clock = clock
+        # How long an upstream that could not be asked is not asked again (0: ask on every request).
+        self._failure_ttl = failure_ttl
+        self._failed_at: dict[str, float] = {}
         self._listings: dict[str, _Listing[T]] = {}
         self._locks = {upstream.name: asyncio.Lock() for upstream in pool}
 
@@ -49,10 +54,15 @@ class UpstreamListings(Generic[T]):
         async with self._locks[upstream.name]:
             if self._is_fresh(upstream.name):  # another request refreshed it while this one waited
                 return True
+            failed_at = self._failed_at.get(upstream.name)
+            if failed_at is not None and self._clock() - failed_at < self._failure_ttl:
+                return False
             try:
                 value = await self._fetch(upstream)
-            except UpstreamFailure:
+            except (UpstreamFailure, AccordError):
+                self._failed_at[upstream.name] = self._clock()
                 return False
+            self._failed_at.pop(upstream.name, None)
             self._listings[upstream.name] = _Listing(value, self._clock())
             return True
 

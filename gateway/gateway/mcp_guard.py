@@ -8,10 +8,10 @@ A `tools/call` is then checked on its own, in this order: the client's rate limi
 `tool:<upstream>.<tool>` scope (403 insufficient_scope), the tool policy with its argument constraints
 (403 policy_denied). A name without its upstream stands for the unprefixed upstream's
 (`gateway.federated_names`); what is checked and audited is the full name. A resource read, prompt get or
-completion is checked against the rate limit and the scope of the upstream it goes to
-(`resources:<upstream>`, `prompts:<upstream>`); one that names nothing federated goes on, to be answered
-as not found. Only then is the body replayed to the MCP app, with the verified caller and the allowed
-call left in the ASGI scope's state for the federation.
+completion is checked against the rate limit, the scope of the upstream it goes to (`resources:<upstream>`,
+`prompts:<upstream>`) and the policy, which must name that upstream for the client; one that names nothing
+federated goes on, to be answered as not found. Only then is the body replayed to the MCP app, with the
+verified caller and the allowed call left in the ASGI scope's state for the federation.
 
 Every refusal is audited (reason code, trace id, caller, tool, argument digest, rule, grant, workflow,
 task; never the token or the arguments) and answered without any upstream being contacted. Allowed calls
@@ -230,18 +230,22 @@ class McpGuard:
         assert seen.method is not None
         if self._features is None:
             return Rejection(AccordError("policy_denied", f"{seen.method} is not served here"))
+        caller, policy = seen.caller, self._policy.current
+        # Rate-limited before anything is looked up, so no caller can make the gateway search for free.
+        wait = await self._limiter.acquire(caller.rate_key, policy.rate_limit(caller.subject))
+        if wait > 0:
+            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
+            return Rejection(error, retry_after_s=wait)
         try:
             target = await self._features.target(seen.method, seen.params)
         except AccordError:
             return None  # names nothing federated: the MCP server answers it (not found, invalid params)
-        caller = seen.caller
-        wait = await self._limiter.acquire(caller.rate_key, self._policy.current.rate_limit(caller.subject))
-        if wait > 0:
-            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
-            return Rejection(error, retry_after_s=wait)
         if target.scope not in caller.claims.scopes:
             error = AccordError("insufficient_scope", f"the token lacks the scope {target.scope}")
             return Rejection(error, scope=target.scope)
+        if not policy.allows_scope(caller.subject, target.scope):
+            detail = f"the policy of {caller.client_id} does not allow {target.scope}"
+            return Rejection(AccordError("policy_denied", detail))
         state[AUTHORIZED_READ_KEY] = AuthorizedRead(caller, seen.method, target.upstream, target.target)
         return None
 

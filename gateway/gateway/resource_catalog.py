@@ -1,11 +1,14 @@
 """Resources and prompts of the upstreams, as the gateway federates them beside their tools.
 
 Resource URIs pass through unchanged (they are the upstream's own identifiers, and clients hold them); a
-URI belongs to the upstream that lists it, or whose resource template matches it (RFC 6570 expressions:
-`{id}` one path segment, `{+path}` and `{#frag}` any characters, `{?q}` a query). Prompts are named like
-tools, `<upstream>.<prompt>` (`gateway.federated_names`). Reading a resource needs the scope
-`resources:<upstream>`, getting a prompt `prompts:<upstream>`; listings show each caller only what it
-holds the scope for. Nothing here is cached longer than the tool catalog is.
+URI belongs to the first upstream, in configuration order, that lists it, else to the first whose resource
+template matches it (RFC 6570 expressions: `{id}` one path segment, `{+path}` and `{#frag}` any characters,
+`{?q}` an optional query), matched in one left-to-right pass, so no URI costs more than its length. Prompts
+are named like tools, `<upstream>.<prompt>` (`gateway.federated_names`). Reading a resource needs the scope
+`resources:<upstream>` and the policy naming the upstream among the client's `resources`; getting a prompt,
+`prompts:<upstream>` and the client's `prompts`; listings show each caller only what both allow. An upstream
+that does not answer a listing (it offers no resources or prompts, or is down) is not asked again for as
+long as a listing is kept.
 """
 
 from __future__ import annotations
@@ -19,18 +22,8 @@ import mcp_types as types
 from accord.errors import AccordError
 from gateway.federated_names import FederatedNames, federated_name
 from gateway.listings import UpstreamListings
+from gateway.policy import prompts_scope, resources_scope
 from gateway.upstreams import Upstream, UpstreamPool
-
-RESOURCES_SCOPE_PREFIX = "resources:"
-PROMPTS_SCOPE_PREFIX = "prompts:"
-
-
-def resources_scope(upstream: str) -> str:
-    return f"{RESOURCES_SCOPE_PREFIX}{upstream}"
-
-
-def prompts_scope(upstream: str) -> str:
-    return f"{PROMPTS_SCOPE_PREFIX}{upstream}"
 
 
 @dataclass(frozen=True)
@@ -39,27 +32,59 @@ class UpstreamResources:
     templates: list[types.ResourceTemplate]
 
 
+_EXPRESSION = re.compile(r"\{([+#./;?&]?)([^{}]*)\}")
+_SEGMENT_STOPS = "/?#"
+MAX_EXPRESSIONS = 16
+
+
+@dataclass(frozen=True)
+class _Part:
+    literal: str | None = None
+    operator: str = ""
+
+
 @lru_cache(maxsize=1024)
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """A regular expression matching the URIs an RFC 6570 template expands to."""
-    parts: list[str] = []
+def _template_parts(template: str) -> tuple[_Part, ...] | None:
+    """The template as literals and expressions; None for one too complex to be a real template."""
+    parts: list[_Part] = []
     position = 0
-    for expression in re.finditer(r"\{([+#./;?&]?)([^}]*)\}", template):
-        parts.append(re.escape(template[position : expression.start()]))
-        operator = expression.group(1)
-        if operator in ("+", "#"):
-            parts.append(".+")
-        elif operator in ("?", "&"):
-            parts.append(r"(?:[?&][^#]*)?")
-        else:
-            parts.append(r"[^/?#]+")
-        position = expression.end()
-    parts.append(re.escape(template[position:]))
-    return re.compile("".join(parts))
+    for found in _EXPRESSION.finditer(template):
+        if found.start() > position:
+            parts.append(_Part(literal=template[position : found.start()]))
+        parts.append(_Part(operator=found.group(1)))
+        position = found.end()
+    if position < len(template):
+        parts.append(_Part(literal=template[position:]))
+    return tuple(parts) if sum(1 for p in parts if p.literal is None) <= MAX_EXPRESSIONS else None
 
 
 def template_matches(template: str, uri: str) -> bool:
-    return _template_pattern(template).fullmatch(uri) is not None
+    """Whether `uri` is an expansion of `template`. Each expression takes the text up to the next
+    occurrence of the literal after it (the shortest match, no backtracking): linear in the URI."""
+    parts = _template_parts(template)
+    if parts is None:
+        return False
+    position = 0
+    for index, part in enumerate(parts):
+        if part.literal is not None:
+            if not uri.startswith(part.literal, position):
+                return False
+            position += len(part.literal)
+            continue
+        following = next((p.literal for p in parts[index + 1 :] if p.literal is not None), None)
+        if part.operator in ("?", "&"):
+            if position < len(uri) and uri[position] in "?&":
+                end = uri.find("#", position)
+                position = len(uri) if end == -1 else end
+            continue
+        end = len(uri) if following is None else uri.find(following, position + 1)
+        if end == -1 or end == position:
+            return False
+        value = uri[position:end]
+        if part.operator not in ("+", "#") and any(stop in value for stop in _SEGMENT_STOPS):
+            return False
+        position = end
+    return position == len(uri)
 
 
 async def _fetch_resources(upstream: Upstream) -> UpstreamResources:
@@ -75,7 +100,7 @@ class ResourceCatalog:
 
     def __init__(self, pool: UpstreamPool, ttl: float) -> None:
         self._pool = pool
-        self._listings = UpstreamListings(pool, ttl, _fetch_resources)
+        self._listings = UpstreamListings(pool, ttl, _fetch_resources, failure_ttl=ttl)
 
     async def resources(self) -> list[tuple[str, types.Resource]]:
         return [(u.name, r) for u, listing in await self._listings.answering() for r in listing.resources]
@@ -103,7 +128,7 @@ class PromptCatalog:
     def __init__(self, pool: UpstreamPool, ttl: float, names: FederatedNames) -> None:
         self._pool = pool
         self._names = names
-        self._listings = UpstreamListings(pool, ttl, _fetch_prompts)
+        self._listings = UpstreamListings(pool, ttl, _fetch_prompts, failure_ttl=ttl)
 
     async def prompts(self) -> list[tuple[str, types.Prompt]]:
         """(upstream, prompt named as callers see it) for every upstream that answers now."""

@@ -7,7 +7,7 @@ import mcp_types as types
 from starlette.requests import Request
 
 from gateway.caller import caller_of
-from gateway.federation import ToolVisibility
+from gateway.federation import ReadAccess, ToolVisibility
 from gateway.oauth.clients import OAuthClient
 from gateway.policy import PolicyStore, Subject, tool_scope
 
@@ -26,6 +26,21 @@ def policy_visibility(store: PolicyStore) -> ToolVisibility:
         ]
 
     return visible
+
+
+def policy_read_access(store: PolicyStore) -> ReadAccess:
+    """Whether a caller may see and use what needs `scope` (`resources:` or `prompts:` of an upstream):
+    its token holds the scope and its policy names the upstream."""
+
+    def readable(request: Request | None, scope: str) -> bool:
+        caller = caller_of(request)
+        return (
+            caller is not None
+            and scope in caller.claims.scopes
+            and store.current.allows_scope(caller.subject, scope)
+        )
+
+    return readable
 
 
 class PolicyScopeBound:

@@ -7,8 +7,9 @@ per-call tasks and streams and a general HTTP client's layers, which together co
 everything else on a call's path; the supervised `mcp.Client` of each upstream still serves listings and
 connection health.
 
-The call is a client span of the gateway's trace, and the trace context travels in both places an MCP server
-may read it: `_meta` (the SDK's server parents its span on it) and the `traceparent` header.
+The call is a client span of the gateway's trace, and the W3C trace context (not the caller's baggage)
+travels in both places an MCP server may read it: `_meta` (the SDK's server parents its span on it) and
+the `traceparent` header.
 
 The result is held to the same contract as the SDK client holds it: a JSON-RPC error is the upstream
 refusing; structured content must match the tool's declared output schema (checked with a validator
@@ -27,7 +28,7 @@ from jsonschema import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from opentelemetry import trace
-from opentelemetry.propagate import inject
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import SecretStr, ValidationError
 
 from gateway.http_pool import HttpError, HttpResponse, KeepAlivePool
@@ -39,6 +40,9 @@ _CLIENT_META = {
     "io.modelcontextprotocol/clientCapabilities": {},
 }
 _tracer = trace.get_tracer("accord.gateway")
+# Only the W3C trace context goes upstream: the caller's baggage is the caller's, and nothing a caller
+# sends reaches an upstream except the tool arguments (and the ids that tie the trace together).
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 class CallRefused(Exception):
@@ -103,7 +107,7 @@ class UpstreamCaller:
             attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": tool},
         ):
             carrier: dict[str, str] = {}
-            inject(carrier)
+            _TRACE_CONTEXT.inject(carrier)
             body = {
                 "jsonrpc": "2.0",
                 "id": request_id,

@@ -29,6 +29,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
+from accord.errors import AccordError
 from gateway.settings import GatewaySettings
 from gateway.upstream_calls import CallRefused, CallTransportError, UpstreamCaller
 
@@ -40,6 +41,8 @@ _MAX_LIST_PAGES = 50
 # The SDK reports a lost HTTP exchange as one of these; any other MCPError is the upstream's own answer.
 _TRANSPORT_ERROR_MESSAGES = ("Server returned an error response", "Session terminated")
 _STREAM_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
+# "Resource not found" before SEP-2164 made it Invalid params.
+_RESOURCE_NOT_FOUND = -32002
 
 
 class UpstreamStatus(StrEnum):
@@ -188,6 +191,14 @@ class Upstream:
                 raise _unavailable(self.name, "is unavailable") from None
             if exc.code == types.REQUEST_TIMEOUT:
                 raise _unavailable(self.name, "did not answer in time") from None
+            # The upstream's own verdict on what was asked (no such resource, bad arguments): the
+            # caller's to hear, with a safe message rather than the upstream's text.
+            if exc.code == types.INVALID_PARAMS:
+                raise AccordError("invalid_input", f"upstream {self.name!r} refused the parameters") from None
+            if exc.code == _RESOURCE_NOT_FOUND:
+                raise AccordError(
+                    "unknown_resource", f"upstream {self.name!r} has no such resource"
+                ) from None
             raise _unavailable(self.name, "refused the request") from None
         except RuntimeError as exc:
             # The SDK raises RuntimeError when structured content fails the tool's declared output schema.

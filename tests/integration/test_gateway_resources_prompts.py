@@ -6,7 +6,8 @@ tool servers, the MCP conformance fixture server as one more upstream `fixture`,
   names (the fixture is the gateway's unprefixed upstream) and under `fixture.<name>`; every read is
   audited (the target as a digest).
 * Without the scope a listing shows nothing of that upstream, and a read is refused 403
-  `insufficient_scope` naming the scope, audited, with no request reaching the upstream.
+  `insufficient_scope` naming the scope, audited, with no request reaching the upstream; with the scope
+  but without the policy naming the upstream for the client, the same with 403 `policy_denied`.
 * A URI no upstream offers is JSON-RPC -32602 with the URI in its data (SEP-2164), audited.
 * A tool of the unprefixed upstream is called by its own name and authorized and audited under its full
   name.
@@ -40,6 +41,7 @@ from tests.gateway_mesh import ONLY, GatewayMesh, assert_rejected, gateway_mesh,
 OFFSET = 22700  # ports 31400-31518: below the ephemeral range
 UPSTREAM = "fixture"
 READER = "fixture-reader"
+UNLISTED = "fixture-unlisted"
 READ_SCOPES = [f"resources:{UPSTREAM}", f"prompts:{UPSTREAM}", f"tool:{UPSTREAM}.test_simple_text"]
 FIXTURE = repo_root() / "conformance" / "fixture_server.py"
 
@@ -101,7 +103,14 @@ async def world(
         "ACCORD_GATEWAY_UPSTREAM_SECRETS": json.dumps(upstream_secrets),
         "ACCORD_GATEWAY_UNPREFIXED_UPSTREAM": UPSTREAM,
     }
-    policy = {"version": 1, "clients": {READER: {"tools": [{"tool": f"{UPSTREAM}.test_simple_text"}]}}}
+    reader = {
+        "tools": [{"tool": f"{UPSTREAM}.test_simple_text"}],
+        "resources": [UPSTREAM],
+        "prompts": [UPSTREAM],
+    }
+    # Holds the scopes in its token, but its policy names no upstream for resources or prompts.
+    unlisted = {"tools": [{"tool": f"{UPSTREAM}.test_simple_text"}]}
+    policy = {"version": 1, "clients": {READER: reader, UNLISTED: unlisted}}
     async with gateway_mesh(state, OFFSET, policy=policy, extra_env={"gateway": gateway_env}) as mesh:
         yield World(mesh, fixture_url, fixture_secret)
 
@@ -230,3 +239,24 @@ async def test_the_protected_resource_metadata_names_the_resource_and_prompt_sco
     scopes = response.json()["scopes_supported"]
     assert {"resources:fixture", "prompts:fixture", "tool:fixture.test_simple_text"} <= set(scopes)
     assert "tool:sanctions.search" in scopes
+
+
+async def test_the_scope_without_the_policy_naming_the_upstream_shows_nothing_and_reads_nothing(
+    world: World,
+) -> None:
+    token = world.token(READ_SCOPES, client_id=UNLISTED)
+    trace_id, traceparent = new_trace()
+    before = await world.reads_at_fixture("prompts/get")
+
+    listed = result_of(await world.mesh.rpc(token, "resources/list", {}))
+    refused = await world.mesh.rpc(token, "prompts/get", {"name": "test_simple_prompt"}, traceparent)
+
+    assert listed["resources"] == []
+    assert_rejected(refused, 403, "policy_denied")
+    assert await world.reads_at_fixture("prompts/get") == before
+    [record] = await world.mesh.records(trace_id)
+    assert (record["action"], record["outcome"], record["reason"]) == (
+        "prompts/get",
+        "denied",
+        "policy_denied",
+    )

@@ -4,10 +4,13 @@ upstream that lists them or whose template matches them."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway.federated_names import FederatedNames
-from gateway.resource_catalog import prompts_scope, resources_scope, template_matches
+from gateway.policy import prompts_scope, resources_scope
+from gateway.resource_catalog import template_matches
 
 
 def test_full_names_stay_and_short_names_go_to_the_unprefixed_upstream() -> None:
@@ -55,3 +58,20 @@ def test_scopes_name_the_upstream() -> None:
         "resources:conformance",
         "prompts:conformance",
     )
+
+
+def test_matching_a_uri_against_a_template_takes_time_linear_in_the_uri() -> None:
+    """Templates come from upstreams and URIs from callers: no pair may cost more than one pass (a regular
+    expression with one group per variable backtracks for seconds on such input)."""
+    started = time.perf_counter()
+    hostile = {
+        "db://{schema}.{table}.{col}": "db://" + "a." * 1000 + "/",
+        "x://{a}{b}{c}/z": "x://" + "a" * 2000,
+        "f://{+a}/{+b}/{+c}/end": "f://" + "a/" * 1000 + "x",
+    }
+    for template, uri in hostile.items():
+        assert template_matches(template, uri) is False
+    assert time.perf_counter() - started < 0.5
+    assert template_matches("db://{schema}.{table}.{col}", "db://s.t.c") is True
+    too_many = "x://" + "/".join(f"{{v{i}}}" for i in range(17))
+    assert template_matches(too_many, "x://" + "/".join("a" * 17)) is False

@@ -5,6 +5,7 @@ tests' in-process stand-in (through real processes: `tests/integration/test_dura
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,35 @@ def test_a_run_budget_shares_out_its_tokens_and_trips_on_tokens_or_cost() -> Non
     with pytest.raises(BudgetExceeded) as cost:
         dear.charge("a", Usage({"m": ModelUsage(1, 1)}), 0.0011)
     assert cost.value.limit == "cost"
+
+
+async def test_a_step_that_needs_more_than_its_share_fails_and_the_run_goes_on_until_its_total_is_spent(
+    tmp_path: Path,
+) -> None:
+    async def work(data: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0.05)  # both under way together, each holding its share of 500
+        if data["i"] == 0:
+            usage = {"models": {"m": {"input_tokens": 600, "output_tokens": 0}}}
+            raise AccordError("agent_failed", "over its share", agent_reason="budget_exceeded", usage=usage)
+        return {"v": 1}
+
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "wide",
+            "version": 1,
+            "description": "two steps sharing 1,000 tokens",
+            "input_schema": {"type": "object"},
+            "steps": [{"id": f"s{i}", "skill": "work", "input": {"i": i}} for i in range(2)],
+            "budget": {"tokens": 1000},
+            "synthesis": "collect",
+        }
+    )
+    runs, _audit = await service(tmp_path, spec, StandInDispatcher({"work": work}))
+
+    run = await runs.run(spec, {}, "test")
+
+    steps = {step["id"]: step for step in run["steps"]}
+    assert (steps["s0"]["status"], steps["s0"]["error"]["reason"]) == ("failed", "budget_exceeded")
+    assert steps["s1"]["status"] == "completed"
+    assert run["status"] != "budget_exceeded", "600 of 1,000 tokens: the run's own budget is not spent"
+    assert (run["budget"]["spent"]["tokens"], run["budget"]["exceeded"]) == (600, None)

@@ -1,7 +1,16 @@
-"""Tool policy as data: which tools each client may call, with which arguments, how often."""
+"""Tool policy as data: which tools each client may call, with which arguments, how often; whose resources
+and prompts it may use."""
 
 from gateway.policy.document import PolicyDocument, PolicyError, RateLimit, parse_policy, read_policy_file
-from gateway.policy.rules import TOOL_SCOPE_PREFIX, PolicyVerdict, Subject, ToolPolicy, tool_scope
+from gateway.policy.rules import (
+    TOOL_SCOPE_PREFIX,
+    PolicyVerdict,
+    Subject,
+    ToolPolicy,
+    prompts_scope,
+    resources_scope,
+    tool_scope,
+)
 from gateway.policy.store import PolicyStore, WatchedPolicy, load_policy
 
 __all__ = [
@@ -16,6 +25,8 @@ __all__ = [
     "WatchedPolicy",
     "load_policy",
     "parse_policy",
+    "prompts_scope",
     "read_policy_file",
+    "resources_scope",
     "tool_scope",
 ]

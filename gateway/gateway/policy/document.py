@@ -13,6 +13,8 @@ clients:
         arguments:
           account_id: {equals_binding: account_id}
           months: {enum: [1, 3, 6, 12, 24]}
+    resources: [ledger]                        # optional: upstreams whose resources it may read
+    prompts: [ledger]                          # optional: upstreams whose prompts it may get
 ```
 
 Deny by default: a client or tool not named here can call nothing. Argument constraints (all optional, all
@@ -50,6 +52,7 @@ MAX_POLICY_BYTES = 1_048_576
 
 JsonScalar = StrictBool | StrictInt | StrictFloat | StrictStr
 ClientId = Annotated[str, Field(pattern=CLIENT_ID)]
+UpstreamName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
 ArgumentName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
@@ -126,6 +129,10 @@ class ClientPolicy(_Strict):
     issuer: str | None = Field(default=None, pattern=r"^https?://")
     rate_limit: RateLimit | None = None
     tools: list[ToolRule] = Field(default_factory=list)
+    # Upstreams whose resources (list, read, template completion) and prompts (list, get, completion) the
+    # client may use; each also needs its scope in the token (`resources:<upstream>`, `prompts:<upstream>`).
+    resources: list[UpstreamName] = Field(default_factory=list)
+    prompts: list[UpstreamName] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _each_tool_once(self) -> ClientPolicy:

@@ -16,10 +16,20 @@ from typing import Any
 from gateway.policy.document import ArgumentConstraint, PolicyDocument, RateLimit, ToolRule
 
 TOOL_SCOPE_PREFIX = "tool:"
+RESOURCES_SCOPE_PREFIX = "resources:"
+PROMPTS_SCOPE_PREFIX = "prompts:"
 
 
 def tool_scope(tool: str) -> str:
     return TOOL_SCOPE_PREFIX + tool
+
+
+def resources_scope(upstream: str) -> str:
+    return RESOURCES_SCOPE_PREFIX + upstream
+
+
+def prompts_scope(upstream: str) -> str:
+    return PROMPTS_SCOPE_PREFIX + upstream
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,8 @@ class CompiledClient:
     exact: Mapping[str, CompiledRule]
     by_upstream: Mapping[str, CompiledRule]
     rate_limit: RateLimit
+    resources: frozenset[str] = frozenset()
+    prompts: frozenset[str] = frozenset()
 
     def rule_for(self, tool: str) -> CompiledRule | None:
         rule = self.exact.get(tool)
@@ -177,7 +189,11 @@ class ToolPolicy:
                     exact[rule.tool] = compiled
             subject = Subject(client_id, entry.issuer)
             self._clients[subject] = CompiledClient(
-                exact, by_upstream, entry.rate_limit or self._default_rate
+                exact,
+                by_upstream,
+                entry.rate_limit or self._default_rate,
+                frozenset(entry.resources),
+                frozenset(entry.prompts),
             )
 
     def allows_tool(self, subject: Subject, tool: str) -> bool:
@@ -185,9 +201,18 @@ class ToolPolicy:
         return client is not None and client.rule_for(tool) is not None
 
     def allows_scope(self, subject: Subject, scope: str) -> bool:
-        return scope.startswith(TOOL_SCOPE_PREFIX) and self.allows_tool(
-            subject, scope[len(TOOL_SCOPE_PREFIX) :]
-        )
+        """Whether the policy lets the client hold `scope`: a tool it may call, or an upstream whose
+        resources or prompts it may use."""
+        if scope.startswith(TOOL_SCOPE_PREFIX):
+            return self.allows_tool(subject, scope[len(TOOL_SCOPE_PREFIX) :])
+        client = self._clients.get(subject)
+        if client is None:
+            return False
+        if scope.startswith(RESOURCES_SCOPE_PREFIX):
+            return scope[len(RESOURCES_SCOPE_PREFIX) :] in client.resources
+        if scope.startswith(PROMPTS_SCOPE_PREFIX):
+            return scope[len(PROMPTS_SCOPE_PREFIX) :] in client.prompts
+        return False
 
     def decide(
         self, subject: Subject, tool: str, arguments: Mapping[str, Any], bindings: Mapping[str, Any]

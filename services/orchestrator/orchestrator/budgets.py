@@ -15,8 +15,9 @@ the message metadata `accord.budget` (`{"tasks": 50, "wall_s": 30}`).
 * Model tokens and their cost are reported by the agents with each answer (`accord.usage`) and priced here
   (`orchestrator.prices`). Before a step is sent it reserves its share of the tokens left: what nobody has
   reserved, split evenly among the steps still to be sent; the agent SDK holds the step to that allowance
-  (`accord.budget.tokens`). What an answer reports replaces the reservation; an answer that takes the run
-  past its tokens or cost (an agent that ignored its allowance) stops the run at once.
+  (`accord.budget.tokens`). What an answer reports replaces the reservation (a try that timed out keeps
+  it: its agent may have spent it); a step that needs more than its share fails, and an answer that takes
+  the run past its tokens or cost stops the run at once.
 * Delegation depth: a request deeper than the run's `depth` is refused before the run exists, and every
   step carries the limit on, so another orchestrator's run for a step is held to it too.
 

@@ -278,6 +278,9 @@ class AgentDispatcher:
             except AccordError as error:
                 if _agents_fault(error):
                     self.breakers.failed(agent.name)
+                if usage.by_model:
+                    # Spent whether or not the answer is usable: the engine still counts it.
+                    error.context.setdefault("usage", usage.to_json())
                 raise _with_attempts(error, attempts) from None
             self.breakers.succeeded(agent.name)
             return StepOutcome(agent.name, output, latency_ms, task.id, attempts, assembly.grant, usage)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from accord.errors import AccordError
-from accord.usage import Usage
+from accord.usage import ModelUsage, Usage
 from orchestrator import faults
 from orchestrator.budgets import BudgetExceeded, RunBudget
 from orchestrator.contracts import check_critic_output, check_step_output, confidence_of
@@ -467,20 +467,31 @@ class Execution:
             if self.budget is not None and not _resuming(previous, tries):
                 self.budget.reserve_task()
             step = self._attempt(record, task, tries, previous, retry_reason)
+            charged = False
             previous = None
             try:
                 faults.reached("before_dispatch")
                 async with _deadline(timeout_s, skill, DISPATCH_GRACE_S):
                     outcome = await self.dispatcher.dispatch(skill, data, step, timeout_s)
                 faults.reached("after_completed")
+                # What the answer cost counts whether or not the answer is then used.
+                charged = True
+                self._charge(record, step.key or "", outcome.usage)
                 check(outcome.agent, outcome.output)
+            except BudgetExceeded:
+                # Only the answer's own charge raises it here: that answer took the run past its budget.
+                record.inflight = None
+                self._record_attempts(record, task, tries, outcome.attempts, "budget_exceeded")
+                raise
             except AccordError as error:
                 record.inflight = None
                 self._record_attempts(record, task, tries, error.context.get("attempts", []), error.reason)
                 if "grant" in error.context:
                     record.grant = error.context["grant"]
                 usage = Usage.from_json(error.context.get("usage") or {"models": {}})
-                self._charge(record, step.key or "", usage)
+                if not charged and error.reason != "timeout":
+                    # A try that timed out keeps its reservation: its agent may have spent it.
+                    self._charge(record, step.key or "", usage)
                 if error.context.get("agent_reason") == "budget_exceeded":
                     raise self._agent_budget_spent(step_id, step, usage) from None
                 retry_reason = error.reason
@@ -501,7 +512,6 @@ class Execution:
                 raise
             record.inflight = None
             self._record_attempts(record, task, tries, outcome.attempts, None)
-            self._charge(record, step.key or "", outcome.usage)
             self.note(step_id, "agent", _choice(skill, task, outcome), agent=outcome.agent)
             return outcome
 
@@ -517,16 +527,17 @@ class Execution:
         if self.budget is not None:
             self.budget.charge(key, usage, cost)
 
-    def _agent_budget_spent(self, step_id: str, step: StepRef, usage: Usage) -> BudgetExceeded:
-        """An agent failed its step for a budget: its share of the run's tokens (it reported more than its
-        allowance) or, otherwise, the run's tool calls (the gateway refused one)."""
+    def _agent_budget_spent(self, step_id: str, step: StepRef, usage: Usage) -> AccordError:
+        """An agent failed its step for a budget. Past its share of the run's tokens (it reported more
+        than its allowance) the step fails, not the run: the run stops only once its own total is spent
+        (`_charge`). Otherwise the gateway refused a tool call: the run's tool calls are spent."""
         allowance = step.token_allowance
         if allowance is not None and usage.total_tokens > allowance:
             detail = (
-                f"{step_id}: the agent needed more than the {allowance} tokens the run's budget could "
-                f"leave it ({usage.total_tokens} spent)"
+                f"{step_id}: the agent needed more than its share of the run's tokens ({allowance}; "
+                f"{usage.total_tokens} spent)"
             )
-            return self.budget.trip("tokens", detail) if self.budget else BudgetExceeded("tokens", detail)
+            return AccordError("budget_exceeded", detail)
         return self._tool_budget_spent(step_id)
 
     def _tool_budget_spent(self, step_id: str) -> BudgetExceeded:
@@ -577,8 +588,15 @@ class Execution:
         )
 
     def _steps_to_send(self) -> int:
-        """This try and the steps that have not started yet: the run's tokens are shared among them."""
-        return 1 + sum(1 for record in self.records.values() if record.status == "pending")
+        """The steps that will still need tokens and hold none now (this try included): those not started,
+        and those under way without a reservation (between two tries, say)."""
+        reserved = self.budget.reserved if self.budget is not None else {}
+        return sum(
+            1
+            for record in self.records.values()
+            if record.status == "pending"
+            or (record.status == "running" and (record.inflight or {}).get("key") not in reserved)
+        )
 
     @staticmethod
     def _record_attempts(
@@ -593,8 +611,15 @@ class Execution:
 
 
 def _added_usage(previous: dict[str, Any] | None, usage: Usage, cost: float) -> dict[str, Any]:
-    """A step's usage record with one more try's usage added."""
-    before = Usage.from_json({"models": (previous or {}).get("models", {})})
+    """A step's usage record (written here, so read without the checks a report gets) with one more try's
+    usage added."""
+    models = (previous or {}).get("models", {})
+    before = Usage(
+        {
+            m: ModelUsage(int(c.get("input_tokens", 0)), int(c.get("output_tokens", 0)))
+            for m, c in models.items()
+        }
+    )
     total = before.plus(usage)
     return {
         **total.to_json(),
