@@ -34,7 +34,7 @@ import yaml
 from accord.audit import AuditLog
 from accord.mesh import MeshRunner
 from accord.storage import create_engine
-from accord.topology import repo_root
+from accord.topology import load_topology, repo_root
 
 PORT_OFFSET = int(os.environ.get("ACCORD_BENCH_PORT_OFFSET", "12000"))
 RATE = float(os.environ.get("ACCORD_BENCH_RATE", "100"))  # calls per second
@@ -306,15 +306,15 @@ def run(echo: Callable[[str], None]) -> None:
         policy_file = state_dir / "bench-tools.yaml"
         policy_file.write_text(yaml.safe_dump(bench_policy()))
         quiet = {"ACCORD_LOG_LEVEL": "WARNING"}
+        # Every tool server the gateway federates: it is ready only once each has connected.
+        tools = {spec.name for spec in load_topology().of_kind("tools")}
         runner = MeshRunner(
             state_dir,
             port_offset=PORT_OFFSET,
-            only={"sanctions-tools", "bureau-tools", "ledger-tools", "gateway"},
+            only={*tools, "gateway"},
             extra_env={
                 "gateway": {**quiet, "ACCORD_GATEWAY_POLICY_FILE": str(policy_file)},
-                "ledger-tools": quiet,
-                "sanctions-tools": quiet,
-                "bureau-tools": quiet,
+                **{name: quiet for name in tools},
             },
         )
         runner.start(timeout_s=90)
