@@ -32,3 +32,16 @@ def test_a_missing_file_exits_non_zero(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["policy", "check", str(tmp_path / "absent.yaml")])
     assert result.exit_code == 1
     assert "cannot be read" in result.output
+
+
+def test_a_clients_resources_and_prompts_are_shown_and_their_upstream_names_checked(tmp_path: Path) -> None:
+    path = tmp_path / "tools.yaml"
+    path.write_text("version: 1\nclients:\n  reader:\n    resources: [docs]\n    prompts: [docs]\n")
+    result = CliRunner().invoke(app, ["policy", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "reader: (no tools); resources of docs, prompts of docs" in result.output
+
+    path.write_text("version: 1\nclients:\n  reader:\n    resources: [Not An Upstream]\n")
+    refused = CliRunner().invoke(app, ["policy", "check", str(path)])
+    assert refused.exit_code == 1
+    assert f"{path}:4: clients.reader.resources[0]" in refused.output

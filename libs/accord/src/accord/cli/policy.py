@@ -61,7 +61,8 @@ def _check_tools(path: Path) -> bool:
     for client_id, entry in sorted(clients.items()):
         tools = ", ".join(rule.tool for rule in entry.tools) or "(no tools)"
         issuer = f" [{entry.issuer}]" if entry.issuer else ""
-        typer.echo(f"  {client_id}{issuer}: {tools}")
+        reads = [f"resources of {u}" for u in entry.resources] + [f"prompts of {u}" for u in entry.prompts]
+        typer.echo(f"  {client_id}{issuer}: {tools}" + (f"; {', '.join(reads)}" if reads else ""))
     return True
 
 
