@@ -43,3 +43,12 @@ def test_timeouts_observed_at_their_deadline_raise_the_next_deadline() -> None:
     for _ in range(2):  # the agent became slower: its calls time out at 0.2 s
         latency.observe("agent", "work", first)
     assert latency.deadline(None, ["agent"], "work", 60.0).seconds == 0.4
+
+
+def test_a_candidate_it_knows_too_little_about_keeps_the_default() -> None:
+    latency = ObservedLatency(min_samples=5)
+    for _ in range(5):
+        latency.observe("known", "work", 0.1)
+    latency.observe("new", "work", 0.1)  # one call: could be the slow one the step fails over to
+    assert latency.deadline(None, ["known"], "work", 30.0).source == "observed"
+    assert latency.deadline(None, ["known", "new"], "work", 30.0) == Deadline(30.0, "default")

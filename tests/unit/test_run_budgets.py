@@ -170,7 +170,10 @@ async def test_a_tool_call_the_gateway_refused_for_the_budget_stops_the_run_with
     tmp_path: Path,
 ) -> None:
     async def over_budget(_data: dict[str, Any]) -> dict[str, Any]:
-        raise AccordError("agent_failed", "agent failed the step", agent_reason="budget_exceeded")
+        # As the dispatcher reports an SDK agent's failure when the gateway refused its tool call.
+        raise AccordError(
+            "agent_failed", "agent failed the step", agent_reason="budget_exceeded", agent_limit="tool_calls"
+        )
 
     dispatcher = StandInDispatcher({"work": over_budget})
     spec = one_step({"tool_calls": 2}, retries=3)
@@ -271,7 +274,13 @@ async def test_a_step_that_needs_more_than_its_share_fails_and_the_run_goes_on_u
         await asyncio.sleep(0.05)  # both under way together, each holding its share of 500
         if data["i"] == 0:
             usage = {"models": {"m": {"input_tokens": 600, "output_tokens": 0}}}
-            raise AccordError("agent_failed", "over its share", agent_reason="budget_exceeded", usage=usage)
+            raise AccordError(
+                "agent_failed",
+                "over its share",
+                agent_reason="budget_exceeded",
+                agent_limit="tokens",
+                usage=usage,
+            )
         return {"v": 1}
 
     spec = WorkflowSpec.model_validate(

@@ -32,6 +32,7 @@ from accord.payloads import (
     requested_skill,
     task_result,
 )
+from accord.usage import USAGE_METADATA_KEY, Usage
 from orchestrator.budgets import budget_from_object
 from orchestrator.engine import StepRecord
 from orchestrator.runs import RunService
@@ -169,7 +170,11 @@ async def _report(run: dict[str, Any], updater: TaskUpdater, asks_caller: bool) 
     """The run's outcome on its A2A task. A run waiting for approval asks the caller for the decision
     (`input-required`, naming the open gates), unless the caller is another orchestrator (a delegated run:
     its task completes with the status, and people decide through the API)."""
-    await updater.add_artifact([data_part(run_summary(run))], artifact_id="result", name="result")
+    usage = _run_usage(run)
+    metadata = {USAGE_METADATA_KEY: usage.to_json()} if usage.by_model else None
+    await updater.add_artifact(
+        [data_part(run_summary(run))], artifact_id="result", name="result", metadata=metadata
+    )
     if run["status"] == "waiting_approval" and asks_caller:
         pending = {g: s for g, s in (run.get("approvals") or {}).items() if s.get("status") == "pending"}
         question = {
@@ -179,9 +184,20 @@ async def _report(run: dict[str, Any], updater: TaskUpdater, asks_caller: bool) 
         }
         await updater.requires_input(updater.new_agent_message([data_part(question)]))
     elif run["status"] in ("failed", "budget_exceeded"):
-        await updater.failed(updater.new_agent_message([data_part({"error": run["error"]})]))
+        failure: dict[str, Any] = {"error": run["error"]}
+        if usage.by_model:
+            failure["usage"] = usage.to_json()  # what the run spent, for a delegating run's budget
+        await updater.failed(updater.new_agent_message([data_part(failure)]))
     else:
         await updater.complete()
+
+
+def _run_usage(run: dict[str, Any]) -> Usage:
+    """The model tokens the run's steps reported, by model: what a delegating run charges for this one."""
+    total = Usage()
+    for step in run.get("steps") or []:
+        total = total.plus(Usage.from_record((step.get("usage") or {}).get("models")))
+    return total
 
 
 def step_event(record: StepRecord) -> dict[str, Any]:

@@ -43,6 +43,7 @@ BUDGET_HEADER = "accord-budget"
 _MEMBER = re.compile(r"^\s*([a-z_]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*$")
 _MAX_HEADER = 256
 _COUNTS = frozenset({"tasks", "tool_calls", "tokens", "depth"})
+_WALL_MARGIN_S = 0.25
 
 
 class BudgetExceeded(AccordError):
@@ -149,9 +150,10 @@ class RunBudget:
         self.reserved.pop(key, None)
 
     def spent_out(self) -> bool:
-        """True once a limit has stopped the run, or its wall time is over (the stop is on its way)."""
+        """True once a limit has stopped the run, or its wall time is over (the stop is on its way: the
+        loop's timer and this clock may differ by a little, hence the margin)."""
         left = self.wall_left()
-        return self.exceeded is not None or (left is not None and left <= 0)
+        return self.exceeded is not None or (left is not None and left <= _WALL_MARGIN_S)
 
     def check_wall(self) -> None:
         left = self.wall_left()

@@ -53,7 +53,7 @@ from accord.telemetry import invoke_agent, record_retry, record_usage
 from accord.usage import USAGE_METADATA_KEY, Usage
 from orchestrator import faults
 from orchestrator.breakers import CircuitBreakers
-from orchestrator.latency import ObservedLatency
+from orchestrator.latency import Deadline, ObservedLatency
 from orchestrator.prices import PriceCatalog
 from orchestrator.relay_link import RelayLink, relay_failure
 from orchestrator.step_grants import RemoteTask, StepRef
@@ -207,6 +207,9 @@ class AgentDispatcher:
         candidates = await self.candidates(skill)
         names = (agent.name for agent in candidates)
         chosen = self.latency.deadline(timeout_s, names, skill, self._timeout_s)
+        if chosen.source == "observed" and step.retry_reason == "timeout":
+            # A learned deadline just proved too short for this step: its retry gets the default.
+            chosen = Deadline(self._timeout_s, "default")
         timeout = chosen.seconds
         deadline = asyncio.get_running_loop().time() + timeout
         resumed = self._resumable(candidates, step)
@@ -268,7 +271,6 @@ class AgentDispatcher:
             if attempt["reattached"] is None:
                 del attempt["reattached"]
             latency_ms = (time.perf_counter() - started) * 1000
-            self.latency.observe(agent.name, skill, latency_ms / 1000)
             attempt["outcome"] = "answered"
             if assembly.grant is not None:
                 attempt["grant"] = assembly.grant
@@ -283,6 +285,10 @@ class AgentDispatcher:
                     error.context.setdefault("usage", usage.to_json())
                 raise _with_attempts(error, attempts) from None
             self.breakers.succeeded(agent.name)
+            if not assembly.reattached:
+                # Only whole, good answers teach deadlines: fast failures and the tail of a re-attached
+                # task would make them too short.
+                self.latency.observe(agent.name, skill, latency_ms / 1000)
             return StepOutcome(agent.name, output, latency_ms, task.id, attempts, assembly.grant, usage)
         assert last_error is not None
         raise _with_attempts(AccordError("agent_unavailable", last_error.detail), attempts)
@@ -466,11 +472,14 @@ class AgentDispatcher:
     def _checked_output(agent: RegisteredAgent, skill: str, task: Task, usage: Usage) -> dict[str, Any]:
         if task.status.state != TaskState.TASK_STATE_COMPLETED:
             reported = first_data(task.status.message.parts) if task.status.HasField("message") else None
-            reason = ((reported or {}).get("error") or {}).get("reason", "unknown")
+            error = (reported or {}).get("error") or {}
+            reason = error.get("reason", "unknown")
+            limit = error.get("limit")
             raise AccordError(
                 "agent_failed",
                 f"agent {agent.name} failed the step ({reason})",
                 agent_reason=reason,
+                **({"agent_limit": limit} if isinstance(limit, str) else {}),
                 **({"usage": usage.to_json()} if usage.by_model else {}),
             )
         output = task_result(task)

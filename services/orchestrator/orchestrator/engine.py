@@ -493,7 +493,7 @@ class Execution:
                     # A try that timed out keeps its reservation: its agent may have spent it.
                     self._charge(record, step.key or "", usage)
                 if error.context.get("agent_reason") == "budget_exceeded":
-                    raise self._agent_budget_spent(step_id, step, usage) from None
+                    raise self._agent_budget_spent(step_id, error.context.get("agent_limit")) from None
                 retry_reason = error.reason
                 if error.reason == "contract_violation" and not contract_retried:
                     contract_retried = True
@@ -527,18 +527,15 @@ class Execution:
         if self.budget is not None:
             self.budget.charge(key, usage, cost)
 
-    def _agent_budget_spent(self, step_id: str, step: StepRef, usage: Usage) -> AccordError:
-        """An agent failed its step for a budget. Past its share of the run's tokens (it reported more
-        than its allowance) the step fails, not the run: the run stops only once its own total is spent
-        (`_charge`). Otherwise the gateway refused a tool call: the run's tool calls are spent."""
-        allowance = step.token_allowance
-        if allowance is not None and usage.total_tokens > allowance:
-            detail = (
-                f"{step_id}: the agent needed more than its share of the run's tokens ({allowance}; "
-                f"{usage.total_tokens} spent)"
-            )
-            return AccordError("budget_exceeded", detail)
-        return self._tool_budget_spent(step_id)
+    def _agent_budget_spent(self, step_id: str, limit: object) -> AccordError:
+        """An agent failed its step for a budget, and said which. The run's tool calls (the gateway refused
+        one, counted for the whole run) stop the run. Any other (its share of the run's tokens, or the
+        budget of a run another orchestrator ran for the step) fails the step, not the run: the run stops
+        only once its own total is spent (`_charge`)."""
+        if limit == "tool_calls":
+            return self._tool_budget_spent(step_id)
+        named = limit if isinstance(limit, str) else "an unnamed budget"
+        return AccordError("budget_exceeded", f"{step_id}: the agent ran out of {named[:32]} for this step")
 
     def _tool_budget_spent(self, step_id: str) -> BudgetExceeded:
         limit = self.budget.limits.tool_calls if self.budget else None

@@ -7,8 +7,10 @@ nor above the configured default (`ACCORD_STEP_TIMEOUT_S`), which also applies u
 `min_samples` calls behind it: a slow first call (cold caches, a model warming up) must not set a
 deadline that later calls cannot meet.
 
-A call that timed out is observed at its deadline: it took at least that long. Enough of them raise the
-p95, and with it the next deadlines, so an agent that became slower for good is not timed out forever.
+Only whole, good answers are observed (a burst of fast failures must not shorten the deadline), and a
+call that timed out is observed at its deadline: it took at least that long. Enough of them raise the
+p95, and with it the next deadlines, so an agent that became slower for good is not timed out forever;
+and a step retried after timing out on a learned deadline gets the default one.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ class ObservedLatency:
         """The step's own timeout if it sets one; else one learned from the candidates; else the default."""
         if step_timeout_s is not None:
             return Deadline(step_timeout_s, "workflow")
-        known = [p for p in (self.p95(agent, skill) for agent in agents) if p is not None]
-        if not known:
+        known = [self.p95(agent, skill) for agent in agents]
+        if not known or any(p is None for p in known):
+            # A candidate it knows too little about may be the slow one: the step may fail over to it.
             return Deadline(default_s, "default")
-        learned = max(self._floor_s, self._factor * max(known))
+        learned = max(self._floor_s, self._factor * max(p for p in known if p is not None))
         return Deadline(round(min(learned, default_s), 3), "observed")

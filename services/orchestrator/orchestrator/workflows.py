@@ -100,7 +100,7 @@ class CriticSpec(BaseModel):
 
     skill: str
     input: dict[str, Any]
-    timeout_s: float | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
     accept: list[Condition]
     max_iterations: int
     feedback: FeedbackSpec | None = None

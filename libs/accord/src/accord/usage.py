@@ -74,6 +74,17 @@ class Usage:
         }
 
     @classmethod
+    def from_record(cls, models: Mapping[str, Mapping[str, Any]] | None) -> Usage:
+        """Usage as a run record keeps it (`models`, written by the orchestrator from checked reports, so
+        read without the checks a report gets)."""
+        return cls(
+            {
+                model: ModelUsage(int(counts.get("input_tokens", 0)), int(counts.get("output_tokens", 0)))
+                for model, counts in (models or {}).items()
+            }
+        )
+
+    @classmethod
     def from_json(cls, value: object) -> Usage:
         """An agent's report, checked; `AccordError("contract_violation")` when it is malformed."""
         if not isinstance(value, Mapping) or set(value) != {"models"}:
@@ -134,6 +145,7 @@ class UsageMeter:
             raise AccordError(
                 "budget_exceeded",
                 f"the step spent {self._usage.total_tokens} tokens of its allowance of {self.allowance}",
+                limit="tokens",
             )
 
 

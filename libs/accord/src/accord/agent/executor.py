@@ -271,6 +271,8 @@ async def _finish(updater: TaskUpdater, outcome: _Outcome) -> None:
 
 async def _fail(updater: TaskUpdater, error: AccordError, usage: Usage | None = None) -> None:
     body: dict[str, Any] = {"error": {"reason": error.reason, "message": error.detail}}
+    if isinstance(error.context.get("limit"), str):
+        body["error"]["limit"] = error.context["limit"]  # which budget, for a budget_exceeded
     if usage is not None and usage.by_model:
         body["usage"] = usage.to_json()
     await updater.failed(updater.new_agent_message([data_part(body)]))

@@ -193,11 +193,18 @@ def _from_mcp_error(tool: str, exc: MCPError, auth: _CallAuth) -> AccordError:
     data = exc.data if isinstance(exc.data, dict) else {}
     reason = data.get("reason")
     if isinstance(reason, str) and reason in _FORWARDED_REASONS and reason in ERROR_TABLE:
-        return AccordError(reason, f"gateway refused tool {tool}")
+        return _refused(reason, tool)
     refusal = _http_refusal(auth)
     if refusal is not None:
-        return AccordError(refusal, f"gateway refused tool {tool}")
+        return _refused(refusal, tool)
     return AccordError("upstream_unavailable", f"tool {tool} failed at the gateway")
+
+
+def _refused(reason: str, tool: str) -> AccordError:
+    # The gateway spends only one budget: the run's tool calls. Saying so lets the orchestrator tell it
+    # from the step's own share of tokens.
+    limit = {"limit": "tool_calls"} if reason == "budget_exceeded" else {}
+    return AccordError(reason, f"gateway refused tool {tool}", **limit)
 
 
 def _http_refusal(auth: _CallAuth) -> str | None:
