@@ -303,3 +303,25 @@ async def test_a_step_that_needs_more_than_its_share_fails_and_the_run_goes_on_u
     assert steps["s1"]["status"] == "completed"
     assert run["status"] != "budget_exceeded", "600 of 1,000 tokens: the run's own budget is not spent"
     assert (run["budget"]["spent"]["tokens"], run["budget"]["exceeded"]) == (600, None)
+
+
+async def test_the_tokens_are_shared_among_no_more_steps_than_the_tasks_budget_lets_run(
+    tmp_path: Path,
+) -> None:
+    seen: list[StepRef] = []
+
+    class Recording(StandInDispatcher):
+        async def dispatch(
+            self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
+        ) -> StepOutcome:
+            seen.append(step)
+            return await super().dispatch(skill, data, step, timeout_s)
+
+    spec = fan_out(100, {"tokens": 1000, "tasks": 4})
+    runs, _audit = await service(tmp_path, spec, Recording({"work": answer({"v": 1}, delay_s=0.05)}))
+
+    run = await runs.run(spec, {}, "test")
+
+    assert (run["status"], run["error"]["limit"]) == ("budget_exceeded", "tasks")
+    # Four steps can be sent, so four share the tokens (not a hundred, which would leave each 10).
+    assert sorted(step.token_allowance or 0 for step in seen) == [250] * 4

@@ -588,12 +588,16 @@ class Execution:
         """The steps that will still need tokens and hold none now (this try included): those not started,
         and those under way without a reservation (between two tries, say)."""
         reserved = self.budget.reserved if self.budget is not None else {}
-        return sum(
+        waiting = sum(
             1
             for record in self.records.values()
             if record.status == "pending"
             or (record.status == "running" and (record.inflight or {}).get("key") not in reserved)
         )
+        if self.budget is not None and self.budget.limits.tasks is not None:
+            # No more steps than the tasks left (this one's is already counted) will ever be sent.
+            waiting = min(waiting, self.budget.limits.tasks - self.budget.tasks + 1)
+        return max(1, waiting)
 
     @staticmethod
     def _record_attempts(
