@@ -39,7 +39,7 @@ from accord.trace_context import trace_id_from
 from gateway.authorization import Authorizer
 from gateway.caller import Caller, authorized_read_of, caller_of
 from gateway.catalog import ToolCatalog
-from gateway.federated_names import FederatedNames
+from gateway.federated_names import SEPARATOR, FederatedNames
 from gateway.pipeline import InboundCall, ToolCallPipeline
 from gateway.policy import prompts_scope, resources_scope
 from gateway.resource_catalog import ServerFeatures
@@ -202,18 +202,22 @@ class Federation:
         self, ctx: ServerRequestContext[Federation, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
-        return await self._read(ctx, "resources/read", {"uri": uri}, lambda u: u.read_resource(uri))
+
+        async def read(upstream: Upstream, _target: str) -> types.ReadResourceResult:
+            return await upstream.read_resource(uri)
+
+        return await self._read(ctx, "resources/read", {"uri": uri}, uri, read)
 
     async def _get_prompt(
         self, ctx: ServerRequestContext[Federation, Any], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
         arguments = dict(params.arguments) if params.arguments else None
 
-        async def get(upstream: Upstream) -> types.GetPromptResult:
-            _, prompt = await self.features.prompts.resolve(params.name)
-            return await upstream.get_prompt(prompt, arguments)
+        async def get(upstream: Upstream, target: str) -> types.GetPromptResult:
+            return await upstream.get_prompt(_own_name(target), arguments)
 
-        return await self._read(ctx, "prompts/get", {"name": params.name}, get)
+        name = self.names.qualified(params.name)
+        return await self._read(ctx, "prompts/get", {"name": params.name}, name, get)
 
     async def _complete(
         self, ctx: ServerRequestContext[Federation, Any], params: types.CompleteRequestParams
@@ -221,48 +225,51 @@ class Federation:
         ref = params.ref
         if isinstance(ref, types.PromptReference):
             described: dict[str, Any] = {"ref": {"type": "ref/prompt", "name": ref.name}}
+            expected = self.names.qualified(ref.name)
         else:
             described = {"ref": {"type": "ref/resource", "uri": ref.uri}}
+            expected = ref.uri
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = dict(params.context.arguments or {}) if params.context is not None else None
 
-        async def complete(upstream: Upstream) -> types.CompleteResult:
+        async def complete(upstream: Upstream, target: str) -> types.CompleteResult:
             forwarded = ref
             if isinstance(ref, types.PromptReference):
-                _, prompt = await self.features.prompts.resolve(ref.name)
-                forwarded = ref.model_copy(update={"name": prompt})
+                forwarded = ref.model_copy(update={"name": _own_name(target)})
             return await upstream.complete(forwarded, argument, context)
 
-        return await self._read(ctx, "completion/complete", described, complete)
+        return await self._read(ctx, "completion/complete", described, expected, complete)
 
     async def _read(
         self,
         ctx: ServerRequestContext[Federation, Any],
         method: str,
         params: dict[str, Any],
-        fetch: Callable[[Upstream], Awaitable[R]],
+        expected: str,
+        fetch: Callable[[Upstream, str], Awaitable[R]],
     ) -> R:
-        """One read the authorization layer allowed: to the upstream that owns its target, audited."""
+        """One read the authorization layer allowed, `expected` being its target as this request names it:
+        to the upstream the layer found for it (not looked up again), audited."""
         request = ctx.request if isinstance(ctx.request, Request) else None
         headers = request.headers if request is not None else Headers()
         audit = _ReadAudit(self._audit, method, caller_of(request), trace_id_from(ctx.meta, headers))
-        try:
-            target = await self.features.target(method, params)
-        except AccordError as exc:
-            await audit.write("rejected", exc.reason)
-            raise to_mcp_error(exc) from None
-        audit.upstream, audit.target = target.upstream, target.target
         verdict = authorized_read_of(request)
-        if verdict is None or (verdict.method, verdict.upstream, verdict.target) != (
-            method,
-            target.upstream,
-            target.target,
-        ):
+        if verdict is None:
+            # The layer passes on only what names nothing federated: answered as not found.
+            try:
+                target = await self.features.target(method, params)
+            except AccordError as exc:
+                await audit.write("rejected", exc.reason)
+                raise to_mcp_error(exc) from None
+            audit.upstream, audit.target = target.upstream, target.target
+        else:
+            audit.upstream, audit.target = verdict.upstream, verdict.target
+        if verdict is None or (verdict.method, verdict.target) != (method, expected):
             # Fail closed: only what the layer allowed, exactly, is read.
             await audit.write("denied", "internal_error")
             raise to_mcp_error(AccordError("internal_error", "the request differs from the one authorized"))
         try:
-            result = await fetch(self.upstreams.upstreams[target.upstream])
+            result = await fetch(self.upstreams.upstreams[verdict.upstream], verdict.target)
         except UpstreamFailure as exc:
             await audit.write("failed", exc.reason)
             raise to_mcp_error(AccordError(exc.reason, exc.detail)) from None
@@ -276,6 +283,11 @@ class Federation:
             raise to_mcp_error(AccordError("internal_error")) from None
         await audit.write("allowed", None)
         return result
+
+
+def _own_name(qualified: str) -> str:
+    """A prompt's name at its upstream, from its full name."""
+    return qualified.partition(SEPARATOR)[2]
 
 
 @dataclass
