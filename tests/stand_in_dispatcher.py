@@ -42,10 +42,13 @@ class StandInDispatcher:
     handlers: dict[str, Handler]
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    # Each dispatch's step reference, as the engine built it (its limits, allowance, try).
+    steps: list[StepRef] = field(default_factory=list)
 
     async def dispatch(
         self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
     ) -> StepOutcome:
+        self.steps.append(step)
         depth = depth_of(skill_request(skill, data))
         call = Call(skill, data, step.step_id, depth, time.monotonic())
         self.calls.append(call)

@@ -16,10 +16,8 @@ from accord.errors import AccordError
 from accord.storage import create_engine
 from accord.usage import ModelUsage, Usage
 from orchestrator.budgets import BudgetExceeded, RunBudget, budget_from_header, budget_from_object
-from orchestrator.dispatch import StepOutcome
 from orchestrator.run_store import RunStore
 from orchestrator.runs import RunService
-from orchestrator.step_grants import StepRef
 from orchestrator.workflows import BudgetSpec, WorkflowSpec
 from tests.stand_in_dispatcher import StandInDispatcher, answer
 
@@ -211,21 +209,14 @@ async def test_a_request_deeper_than_its_budget_allows_is_refused_audited_and_st
 async def test_every_step_carries_the_runs_depth_limit_and_an_even_share_of_its_tokens(
     tmp_path: Path,
 ) -> None:
-    seen: list[StepRef] = []
-
-    class Recording(StandInDispatcher):
-        async def dispatch(
-            self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
-        ) -> StepOutcome:
-            seen.append(step)
-            return await super().dispatch(skill, data, step, timeout_s)
-
     spec = fan_out(4, {"tokens": 1000, "depth": 1})
     # Slow enough that all four are under way together, each holding its share.
-    runs, _audit = await service(tmp_path, spec, Recording({"work": answer({"v": 1}, delay_s=0.05)}))
+    dispatcher = StandInDispatcher({"work": answer({"v": 1}, delay_s=0.05)})
+    runs, _audit = await service(tmp_path, spec, dispatcher)
 
     run = await runs.run(spec, {}, "test")
 
+    seen = dispatcher.steps
     assert run["status"] == "completed"
     assert {step.depth_limit for step in seen} == {1}
     # Nothing is reported, so each share is what is left unreserved over the steps still to be sent.
@@ -308,20 +299,12 @@ async def test_a_step_that_needs_more_than_its_share_fails_and_the_run_goes_on_u
 async def test_the_tokens_are_shared_among_no_more_steps_than_the_tasks_budget_lets_run(
     tmp_path: Path,
 ) -> None:
-    seen: list[StepRef] = []
-
-    class Recording(StandInDispatcher):
-        async def dispatch(
-            self, skill: str, data: dict[str, Any], step: StepRef, timeout_s: float | None = None
-        ) -> StepOutcome:
-            seen.append(step)
-            return await super().dispatch(skill, data, step, timeout_s)
-
     spec = fan_out(100, {"tokens": 1000, "tasks": 4})
-    runs, _audit = await service(tmp_path, spec, Recording({"work": answer({"v": 1}, delay_s=0.05)}))
+    dispatcher = StandInDispatcher({"work": answer({"v": 1}, delay_s=0.05)})
+    runs, _audit = await service(tmp_path, spec, dispatcher)
 
     run = await runs.run(spec, {}, "test")
 
     assert (run["status"], run["error"]["limit"]) == ("budget_exceeded", "tasks")
     # Four steps can be sent, so four share the tokens (not a hundred, which would leave each 10).
-    assert sorted(step.token_allowance or 0 for step in seen) == [250] * 4
+    assert sorted(step.token_allowance or 0 for step in dispatcher.steps) == [250] * 4
