@@ -26,7 +26,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from accord.audit import AuditLog
 from accord.keys import SigningKey
-from accord.service import create_service_app
+from accord.service import OwnSignalsServer, create_service_app
 from accord.storage import create_engine
 from gateway.oauth import OAuthConfig, OAuthDeps, build_oauth, create_oauth_router
 
@@ -69,7 +69,7 @@ async def serving(app: Any, sock: socket.socket) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
+    server = OwnSignalsServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
 
     async def started() -> bool:

@@ -40,6 +40,7 @@ from accord.a2a_server import A2AServer
 from accord.audit import AuditLog, verify_chain
 from accord.card_signing import CardSigner
 from accord.cards import SkillSchemas, build_card
+from accord.service import OwnSignalsServer
 from accord.storage import create_engine
 from accord.testing.readiness import wait_until_ready
 
@@ -189,7 +190,7 @@ def unique(prefix: str) -> str:
 async def running(app: Any, lifespan: Literal["on", "off"] = "off") -> AsyncIterator[str]:
     """`app` served by uvicorn on a free loopback port; yields its base URL."""
     sock = bound_socket()
-    server = uvicorn.Server(
+    server = OwnSignalsServer(
         uvicorn.Config(app, log_config=None, lifespan=lifespan, timeout_graceful_shutdown=1)
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -318,7 +319,7 @@ async def card_server_at(host: str, signer: CardSigner | None) -> AsyncIterator[
     """A card server (as `card_server_on`) on a free port of another loopback address."""
     app = Starlette(routes=[])
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off"))
+    server = OwnSignalsServer(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):

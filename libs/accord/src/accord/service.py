@@ -23,6 +23,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from sse_starlette.sse import AppStatus
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -269,9 +270,14 @@ async def read_json_object(request: Request, max_bytes: int = 1_000_000) -> dict
 BackgroundServer = Callable[[], AbstractAsyncContextManager[None]]
 
 
-class _OwnSignalsServer(uvicorn.Server):
-    """uvicorn re-raises a captured SIGTERM once it stops serving, killing the process before the other
-    servers (gRPC) drain; `serve` installs its own handlers instead, so shutdown stays graceful."""
+class OwnSignalsServer(uvicorn.Server):
+    """A uvicorn server that installs no signal handlers of its own.
+
+    uvicorn re-raises a captured SIGTERM once it stops serving, killing the process before the other
+    servers (gRPC) drain; `serve` installs its own handlers instead, so shutdown stays graceful. A server
+    embedded in a process with others (tests) must not install any either: sse-starlette finds "the"
+    uvicorn server through the SIGTERM handler, and would end every SSE stream in the process when
+    whichever server last installed one stops."""
 
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -292,10 +298,17 @@ async def serve(app: FastAPI, host: str, port: int, extra: list[BackgroundServer
 
 async def _serve(app: FastAPI, host: str, port: int, extra: list[BackgroundServer] | None) -> None:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-    server = _OwnSignalsServer(config)
+    server = OwnSignalsServer(config)
+
+    def begin_shutdown() -> None:
+        server.should_exit = True
+        # Open SSE streams (MCP sessions, A2A subscriptions) end now, so the server can drain: uvicorn
+        # otherwise waits for every open response to finish before it stops.
+        AppStatus.should_exit = True
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, begin_shutdown)
 
     @asynccontextmanager
     async def running_extras() -> AsyncIterator[None]:
