@@ -10,6 +10,7 @@ It is a tool server like the mesh's own: `/mcp` accepts only the gateway's beare
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import mcp_types as types
@@ -35,6 +36,75 @@ WAV = base64.b64encode(
 class Address(BaseModel):
     street: str = Field(description="Street address")
     city: str
+
+
+USER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string", "description": "User's response"},
+        "email": {"type": "string", "description": "User's email address"},
+    },
+    "required": ["username", "email"],
+}
+DEFAULTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "User name", "default": "John Doe"},
+        "age": {"type": "integer", "description": "User age", "default": 30},
+        "score": {"type": "number", "description": "User score", "default": 95.5},
+        "status": {
+            "type": "string",
+            "description": "User status",
+            "enum": ["active", "inactive", "pending"],
+            "default": "active",
+        },
+        "verified": {"type": "boolean", "description": "Verification status", "default": True},
+    },
+    "required": [],
+}
+_OPTIONS = ["option1", "option2", "option3"]
+ENUMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "untitledSingle": {"type": "string", "enum": _OPTIONS},
+        "titledSingle": {
+            "type": "string",
+            "oneOf": [
+                {"const": "value1", "title": "First Option"},
+                {"const": "value2", "title": "Second Option"},
+                {"const": "value3", "title": "Third Option"},
+            ],
+        },
+        "legacyEnum": {
+            "type": "string",
+            "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"],
+        },
+        "untitledMulti": {"type": "array", "items": {"type": "string", "enum": _OPTIONS}},
+        "titledMulti": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"const": "value1", "title": "First Choice"},
+                    {"const": "value2", "title": "Second Choice"},
+                    {"const": "value3", "title": "Third Choice"},
+                ]
+            },
+        },
+    },
+    "required": [],
+}
+
+
+def _elicited(
+    ctx: Context, message: str, schema: dict[str, Any], label: str
+) -> str | types.InputRequiredResult:
+    """The caller's answer to one form elicitation, or the question while it has not answered."""
+    answer = (ctx.input_responses or {}).get("elicit")
+    if not isinstance(answer, types.ElicitResult):
+        params = types.ElicitRequestFormParams(message=message, requested_schema=schema)
+        return types.InputRequiredResult(input_requests={"elicit": types.ElicitRequest(params=params)})
+    return f"{label}: action={answer.action}, content={json.dumps(answer.content, sort_keys=True)}"
 
 
 def build(_settings: ToolsSettings) -> MCPServer:
@@ -97,18 +167,30 @@ def _tools(mcp: MCPServer) -> None:
     def test_error_handling() -> str:
         raise ToolError("This tool intentionally returns an error for testing")
 
+    # Sampling and elicitation ask the caller through an `input_required` result (2026-07-28): the tool
+    # returns its question and answers once the caller retries the call with the answer.
     @mcp.tool(description="Tests server-initiated sampling (LLM completion request)")
-    async def test_sampling(prompt: str, ctx: Context) -> str:
-        message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
-        result = await ctx.session.create_message(messages=[message], max_tokens=100)
-        content = result.content
-        text = content.text if isinstance(content, types.TextContent) else str(content)
-        return f"LLM response: {text}"
+    async def test_sampling(prompt: str, ctx: Context) -> str | types.InputRequiredResult:
+        answer = (ctx.input_responses or {}).get("sample")
+        if not isinstance(answer, types.CreateMessageResult):
+            message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
+            params = types.CreateMessageRequestParams(messages=[message], max_tokens=100)
+            asked = {"sample": types.CreateMessageRequest(params=params)}
+            return types.InputRequiredResult(input_requests=asked)
+        content = answer.content
+        return f"LLM response: {content.text if isinstance(content, types.TextContent) else content}"
 
     @mcp.tool(description="Tests server-initiated elicitation (user input request)")
-    async def test_elicitation(message: str, ctx: Context) -> str:
-        answer = await ctx.elicit(message, Address)
-        return f"User response: action={answer.action}"
+    async def test_elicitation(message: str, ctx: Context) -> str | types.InputRequiredResult:
+        return _elicited(ctx, message, USER_SCHEMA, "User response")
+
+    @mcp.tool(description="Tests elicitation with default values for every primitive type (SEP-1034)")
+    async def test_elicitation_sep1034_defaults(ctx: Context) -> str | types.InputRequiredResult:
+        return _elicited(ctx, "Test client default value handling", DEFAULTS_SCHEMA, "Elicitation completed")
+
+    @mcp.tool(description="Tests elicitation with every enum schema variant (SEP-1330)")
+    async def test_elicitation_sep1330_enums(ctx: Context) -> str | types.InputRequiredResult:
+        return _elicited(ctx, "Test enum schema variants", ENUMS_SCHEMA, "Elicitation completed")
 
     @mcp.tool(description="Tool with JSON Schema 2020-12 features")
     def json_schema_2020_12_tool(name: str, address: Address | None = None) -> dict[str, Any]:

@@ -53,6 +53,8 @@ FIXTURE_TOOLS = (
     "test_error_handling",
     "test_sampling",
     "test_elicitation",
+    "test_elicitation_sep1034_defaults",
+    "test_elicitation_sep1330_enums",
     "json_schema_2020_12_tool",
 )
 STEP_TIMEOUT_S = 600

@@ -92,7 +92,8 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
             enable_dns_rebinding_protection=True,
             allowed_hosts=settings.allowed_hosts(),
             allowed_origins=settings.allowed_origins(),
-        )
+        ),
+        settings,
     )
     relay = Relay(settings, oauth, audit_log)
     metadata_url = resource_metadata_url(settings.base_url, MCP_PATH)
@@ -120,7 +121,7 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         try:
             # A mounted app's own lifespan never runs, so the MCP session manager (and through it the upstream
             # clients) is started here.
-            async with federation.session_manager.run():
+            async with federation.running():
                 yield
         finally:
             for watcher in watchers:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from starlette.requests import Request
 
 from accord.tokens import AccessClaims
@@ -19,6 +21,8 @@ from gateway.policy import Subject
 CALLER_KEY = "accord.caller"
 AUTHORIZED_CALL_KEY = "accord.authorized_call"
 AUTHORIZED_READ_KEY = "accord.authorized_read"
+# The JSON-RPC message as the layer parsed it (the endpoint routes on it without parsing it again).
+MESSAGE_KEY = "accord.mcp_message"
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,19 @@ def caller_of(request: Request | None) -> Caller | None:
 def authorized_call_of(request: Request | None) -> AuthorizedCall | None:
     call = _state(request).get(AUTHORIZED_CALL_KEY)
     return call if isinstance(call, AuthorizedCall) else None
+
+
+def session_owner(caller: Caller) -> AuthenticatedUser:
+    """The caller as the MCP server's session manager identifies a session's owner: client, issuer and
+    subject. A session is served only to that identity; the token itself is not kept (a client renews
+    short-lived tokens within one session)."""
+    claims = caller.claims
+    token = AccessToken(
+        token="",
+        client_id=claims.client_id,
+        scopes=sorted(claims.scopes),
+        expires_at=None,
+        subject=claims.sub,
+        claims={"iss": claims.iss},
+    )
+    return AuthenticatedUser(token)

@@ -1,12 +1,14 @@
 """The gateway's MCP endpoint: one low-level MCP server federating the upstream tool servers.
 
-The endpoint is stateless streamable HTTP at `/mcp` (any replica can serve any request). The server's
+The endpoint is streamable HTTP at `/mcp`, served on its own per request or in a session
+(`gateway.mcp_endpoint`). The server's
 lifespan supervises the persistent upstream clients; `tools/list` serves the federated catalog (as much of
 it as the caller may call) and `tools/call` runs the `ToolCallPipeline`. The upstreams' resources, resource
 templates and prompts are federated too (`gateway.resource_catalog`): listed as far as the caller holds
 their upstream's scope, read only as the authorization layer allowed, and audited. `completion/complete`
-goes to the upstream of the prompt or template it completes. `logging/setLevel` is accepted: the gateway
-relays no log notifications, so it never sends one below any level. Protocol errors carry the reason code
+goes to the upstream of the prompt or template it completes. What an upstream sends back while a call
+runs (progress, log messages at the level the caller set, elicitation and sampling) reaches the caller of
+that call (`gateway.call_relay`). Protocol errors carry the reason code
 in `error.data.reason`. Bearer authentication and per-request authorization happen in front of this app,
 in `gateway.mcp_guard`.
 """
@@ -17,7 +19,7 @@ import hashlib
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from types import MappingProxyType
@@ -26,20 +28,22 @@ from typing import Any, TypeVar
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.routing import Route
 
 from accord.audit import AuditEvent, AuditLog
 from accord.errors import AccordError
 from accord.trace_context import trace_id_from
 from gateway.authorization import Authorizer
+from gateway.call_relay import SESSION_LOG_LEVEL_KEY, DownstreamRelay, InputRound, connection_state
 from gateway.caller import Caller, authorized_read_of, caller_of
 from gateway.catalog import ToolCatalog
 from gateway.federated_names import SEPARATOR, FederatedNames
+from gateway.mcp_endpoint import McpEndpoint
 from gateway.pipeline import InboundCall, ToolCallPipeline
 from gateway.policy import prompts_scope, resources_scope
 from gateway.resource_catalog import ServerFeatures
@@ -84,6 +88,9 @@ class Federation:
         self._visibility = visibility
         self._readable = readable
         self._audit = audit_log
+        self.endpoint: McpEndpoint | None = None
+        self._lifespan_users = 0
+        self._upstreams_running = AsyncExitStack()
         self.upstreams = UpstreamPool.from_settings(settings)
         self.names = FederatedNames(settings.gateway_upstreams, settings.gateway_unprefixed_upstream)
         ttl = settings.gateway_tools_ttl_seconds
@@ -113,21 +120,32 @@ class Federation:
 
     @asynccontextmanager
     async def _lifespan(self, _server: Server[Federation]) -> AsyncIterator[Federation]:
-        async with self.upstreams.running():
+        # Both of the endpoint's managers enter the lifespan, nested in one task; the upstreams run once.
+        if self._lifespan_users == 0:
+            await self._upstreams_running.enter_async_context(self.upstreams.running())
+        self._lifespan_users += 1
+        try:
             yield self
+        finally:
+            self._lifespan_users -= 1
+            if self._lifespan_users == 0:
+                await self._upstreams_running.aclose()
 
-    def http_app(self, transport_security: TransportSecuritySettings) -> Starlette:
-        """The ASGI app serving `/mcp`. The host app must enter `session_manager.run()` in its lifespan."""
-        return self.server.streamable_http_app(
-            streamable_http_path=MCP_PATH,
-            stateless_http=True,
-            json_response=True,
-            transport_security=transport_security,
+    def http_app(self, transport_security: TransportSecuritySettings, settings: GatewaySettings) -> Starlette:
+        """The ASGI app serving `/mcp` (`gateway.mcp_endpoint`). The host app must enter `running()` in
+        its lifespan."""
+        self.endpoint = McpEndpoint(
+            self.server,
+            transport_security,
+            settings.gateway_session_idle_seconds,
+            settings.gateway_max_sessions,
         )
+        return Starlette(routes=[Route(MCP_PATH, endpoint=self.endpoint)])
 
-    @property
-    def session_manager(self) -> StreamableHTTPSessionManager:
-        return self.server.session_manager
+    def running(self) -> AbstractAsyncContextManager[None]:
+        if self.endpoint is None:
+            raise RuntimeError("http_app() builds the endpoint first")
+        return self.endpoint.running()
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Federation, Any], _params: types.PaginatedRequestParams | None
@@ -145,15 +163,23 @@ class Federation:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Federation, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         request = ctx.request if isinstance(ctx.request, Request) else None
         headers = request.headers if request is not None else Headers()
+        responses = None
+        if params.input_responses is not None:
+            responses = {
+                key: answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+                for key, answer in params.input_responses.items()
+            }
         inbound = InboundCall(
             name=self.names.qualified(params.name),
             arguments=MappingProxyType(dict(params.arguments or {})),
             headers=headers,
             trace_id=trace_id_from(ctx.meta, headers),
             request=request,
+            relay=DownstreamRelay.of(ctx),
+            answers=InputRound(responses, params.request_state),
         )
         try:
             return await self.pipeline.call(inbound)
@@ -335,6 +361,8 @@ async def _guarded(listing: Awaitable[R]) -> R:
 
 
 async def _set_logging_level(
-    _ctx: ServerRequestContext[Federation, Any], _params: types.SetLevelRequestParams
+    ctx: ServerRequestContext[Federation, Any], params: types.SetLevelRequestParams
 ) -> types.EmptyResult:
+    """A handshake session's log level: its calls ask upstreams for log messages at it."""
+    connection_state(ctx)[SESSION_LOG_LEVEL_KEY] = params.level
     return types.EmptyResult()

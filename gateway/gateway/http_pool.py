@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _MAX_HEADER_BYTES = 65_536
 _MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+# Sees each piece of a response body as it arrives.
+OnChunk = Callable[[bytes], Awaitable[None]]
 
 
 class HttpError(Exception):
@@ -48,18 +53,22 @@ class KeepAlivePool:
         self._max_idle = max_idle
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def post(self, body: bytes, headers: dict[str, str]) -> HttpResponse:
+    async def post(
+        self, body: bytes, headers: dict[str, str], on_chunk: OnChunk | None = None
+    ) -> HttpResponse:
+        """The response to one POST. `on_chunk` sees a chunked body's chunks as they arrive (a
+        streamed response), or a whole body at once."""
         request = self._request(body, headers)
         try:
             async with asyncio.timeout(self._timeout):
                 while self._idle:
                     connection = self._idle.pop()
                     try:
-                        return await self._exchange(connection, request)
+                        return await self._exchange(connection, request, on_chunk)
                     except _Stale:
                         continue
                 try:
-                    return await self._exchange(await self._connect(), request)
+                    return await self._exchange(await self._connect(), request, on_chunk)
                 except _Stale:
                     raise HttpError("connection closed before an answer") from None
         except TimeoutError:
@@ -76,7 +85,10 @@ class KeepAlivePool:
         return await asyncio.open_connection(self._host, self._port, ssl=self._ssl, limit=_MAX_HEADER_BYTES)
 
     async def _exchange(
-        self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
+        self,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        request: bytes,
+        on_chunk: OnChunk | None,
     ) -> HttpResponse:
         reader, writer = connection
         keep = False
@@ -92,7 +104,7 @@ class KeepAlivePool:
             except (ConnectionResetError, BrokenPipeError):
                 raise _Stale from None
             status, response_headers = _parse_head(head)
-            body, reusable = await _read_body(reader, response_headers)
+            body, reusable = await _read_body(reader, response_headers, on_chunk)
             keep = reusable and response_headers.get("connection", "").lower() != "close"
             return HttpResponse(status, response_headers, body)
         except asyncio.IncompleteReadError:
@@ -130,8 +142,19 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> tuple[bytes, bool]:
+async def _read_body(
+    reader: asyncio.StreamReader, headers: dict[str, str], on_chunk: OnChunk | None
+) -> tuple[bytes, bool]:
     """The body and whether the connection can carry another request."""
+    body, reusable = await _read_chunks(reader, headers, on_chunk)
+    if on_chunk is not None and "chunked" not in headers.get("transfer-encoding", "").lower() and body:
+        await on_chunk(body)
+    return body, reusable
+
+
+async def _read_chunks(
+    reader: asyncio.StreamReader, headers: dict[str, str], on_chunk: OnChunk | None
+) -> tuple[bytes, bool]:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         chunks: list[bytes] = []
         size = 0
@@ -145,8 +168,11 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> t
             size += length
             if size > _MAX_BODY_BYTES:
                 raise HttpError("response body too large")
-            chunks.append(await reader.readexactly(length))
+            chunk = await reader.readexactly(length)
             await reader.readexactly(2)
+            chunks.append(chunk)
+            if on_chunk is not None:
+                await on_chunk(chunk)
     declared = headers.get("content-length")
     if declared is not None:
         if not declared.isdigit() or int(declared) > _MAX_BODY_BYTES:

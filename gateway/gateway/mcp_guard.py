@@ -11,7 +11,8 @@ A `tools/call` is then checked on its own, in this order: the client's rate limi
 completion is checked against the rate limit, the scope of the upstream it goes to (`resources:<upstream>`,
 `prompts:<upstream>`) and the policy, which must name that upstream for the client; one that names nothing
 federated goes on, to be answered as not found. Only then is the body replayed to the MCP app, with the
-verified caller and the allowed call left in the ASGI scope's state for the federation.
+verified caller and the allowed call left in the ASGI scope's state for the federation, and the caller's
+identity (never the token) as the scope's user, to which the MCP server binds a session it opens.
 
 Every refusal is audited (reason code, trace id, caller, tool, argument digest, rule, grant, workflow,
 task; never the token or the arguments) and answered without any upstream being contacted. Allowed calls
@@ -39,9 +40,11 @@ from gateway.caller import (
     AUTHORIZED_CALL_KEY,
     AUTHORIZED_READ_KEY,
     CALLER_KEY,
+    MESSAGE_KEY,
     AuthorizedCall,
     AuthorizedRead,
     Caller,
+    session_owner,
 )
 from gateway.challenges import Rejection, send_rejection
 from gateway.federated_names import SEPARATOR, FederatedNames
@@ -127,12 +130,14 @@ class McpGuard:
         message, malformed = self._parse(body) if scope["method"] == "POST" else (None, None)
         if isinstance(message, dict):
             self._describe(message, headers, seen)
+            scope.setdefault("state", {})[MESSAGE_KEY] = message
         try:
             seen.caller = await self._authenticate(headers)
         except _Refused as refused:
             return refused.rejection
         state = scope.setdefault("state", {})
         state[CALLER_KEY] = seen.caller
+        scope["user"] = session_owner(seen.caller)
         if malformed is not None:
             return Rejection(malformed)
         if seen.method in READ_METHODS:

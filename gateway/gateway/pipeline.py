@@ -6,6 +6,7 @@ whatever the outcome; if it cannot be written the call fails rather than going u
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -19,12 +20,14 @@ from starlette.requests import Request
 
 from accord.errors import AccordError
 from gateway.authorization import ANONYMOUS, Authorizer, Decision, ToolCallContext
+from gateway.call_relay import MAX_INPUT_ROUNDS, CallRelay, InputDeclined, InputRound
 from gateway.catalog import FederatedTool, ToolCatalog, split_federated_name
 from gateway.provenance import gateway_error_result, with_provenance
 from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
 from gateway.upstreams import UpstreamFailure, UpstreamPool
 
 logger = logging.getLogger(__name__)
+_STATE_ONLY_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class InboundCall:
     headers: Headers
     trace_id: str
     request: Request | None = None
+    relay: CallRelay | None = None
+    answers: InputRound | None = None
 
 
 class _Trail:
@@ -88,7 +93,7 @@ class ToolCallPipeline:
         self._authorizer = authorizer
         self._audit = audit
 
-    async def call(self, inbound: InboundCall) -> types.CallToolResult:
+    async def call(self, inbound: InboundCall) -> types.CallToolResult | types.InputRequiredResult:
         trail = _Trail(self._audit, inbound)
         try:
             federated = await self._catalog.resolve(inbound.name)
@@ -131,15 +136,39 @@ class ToolCallPipeline:
 
     async def _forward(
         self, federated: FederatedTool, inbound: InboundCall, trail: _Trail
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         upstream = self._pool.upstreams[federated.upstream]
+        tool, schema, relay = federated.upstream_tool, federated.tool.output_schema, inbound.relay
         try:
-            result = await upstream.call_tool(
-                federated.upstream_tool, dict(inbound.arguments), federated.tool.output_schema
-            )
+            result = await upstream.call_tool(tool, dict(inbound.arguments), schema, relay, inbound.answers)
+            rounds = 0
+            # A caller in a session is asked here, and the call retried with its answers.
+            while isinstance(result, types.InputRequiredResult) and relay is not None and relay.can_ask:
+                if rounds == MAX_INPUT_ROUNDS:
+                    raise InputDeclined(f"the tool asked for input more than {MAX_INPUT_ROUNDS} times")
+                rounds += 1
+                answers = await _answers(relay, result)
+                again = InputRound(answers, result.request_state)
+                result = await upstream.call_tool(tool, dict(inbound.arguments), schema, relay, again)
         except UpstreamFailure as exc:
             await trail.write(Outcome.FAILED, exc.reason)
-            return gateway_error_result(exc.reason, exc.detail, federated.upstream, federated.upstream_tool)
+            return gateway_error_result(exc.reason, exc.detail, federated.upstream, tool)
+        except InputDeclined as declined:
+            await trail.write(Outcome.FAILED, "input_unavailable")
+            return gateway_error_result("input_unavailable", str(declined), federated.upstream, tool)
+        if isinstance(result, types.InputRequiredResult):
+            # A 2026-07-28 caller answers it itself, by retrying the call with the answers.
+            await trail.write(Outcome.INPUT_REQUIRED)
+            return result
         received_at = datetime.now(UTC)
         await trail.write(Outcome.OK, tool_error=bool(result.is_error))
-        return with_provenance(result, federated.upstream, federated.upstream_tool, received_at)
+        return with_provenance(result, federated.upstream, tool, received_at)
+
+
+async def _answers(relay: CallRelay, asked: types.InputRequiredResult) -> dict[str, Any] | None:
+    """The caller's answers to what the upstream asked; an ask of nothing (the upstream only carries its
+    state forward) is retried after a pause, as the SDK's own client does."""
+    if not asked.input_requests:
+        await asyncio.sleep(_STATE_ONLY_PAUSE_S)
+        return None
+    return await relay.ask(asked.input_requests)

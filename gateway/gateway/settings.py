@@ -36,6 +36,11 @@ class GatewaySettings(ServiceSettings):
     # One upstream whose tools and prompts are also offered under their own names, as that server would
     # offer them (for clients built against it); scopes, policy and audit still use `<upstream>.<name>`.
     gateway_unprefixed_upstream: str | None = None
+    # Sessions of clients that negotiate a handshake protocol version (<= 2025-11-25): they carry what an
+    # upstream sends back while a call runs (progress, logs, elicitation, sampling) and resource
+    # subscriptions. A session lives on the replica that opened it; an idle one is closed.
+    gateway_session_idle_seconds: float = Field(default=1800.0, gt=0)
+    gateway_max_sessions: int = Field(default=10_000, ge=1)
     # Extra Host header values the MCP endpoint accepts (DNS-rebinding protection), e.g. a compose name.
     gateway_allowed_hosts: list[str] = Field(default_factory=list)
     # Bearer secret of the client admin API (`/admin/clients`); without it that API is disabled.

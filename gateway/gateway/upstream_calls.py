@@ -31,14 +31,15 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import SecretStr, ValidationError
 
+from gateway.call_relay import CallRelay, InputRound, UpstreamEvents, event_data
 from gateway.http_pool import HttpError, HttpResponse, KeepAlivePool
 
 PROTOCOL = "2026-07-28"
 _CLIENT_META = {
     types.PROTOCOL_VERSION_META_KEY: PROTOCOL,
     types.CLIENT_INFO_META_KEY: {"name": "accord-gateway", "version": "1"},
-    "io.modelcontextprotocol/clientCapabilities": {},
 }
+_CAPABILITIES_META_KEY = "io.modelcontextprotocol/clientCapabilities"
 _tracer = trace.get_tracer("accord.gateway")
 # Only the W3C trace context goes upstream: the caller's baggage is the caller's, and nothing a caller
 # sends reaches an upstream except the tool arguments (and the ids that tie the trace together).
@@ -98,8 +99,15 @@ class UpstreamCaller:
         self.schemas = OutputSchemas()
 
     async def call(
-        self, tool: str, arguments: dict[str, Any], output_schema: Mapping[str, Any] | None
-    ) -> types.CallToolResult:
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        output_schema: Mapping[str, Any] | None,
+        relay: CallRelay | None = None,
+        answers: InputRound | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """One call; what the upstream sends while it runs goes to `relay` (`gateway.call_relay`), and
+        `answers` carries the caller's answers to an earlier `input_required` result."""
         request_id = next(self._ids)
         with _tracer.start_as_current_span(
             f"tools/call {tool}",
@@ -108,22 +116,28 @@ class UpstreamCaller:
         ):
             carrier: dict[str, str] = {}
             _TRACE_CONTEXT.inject(carrier)
-            body = {
-                "jsonrpc": "2.0",
-                "id": request_id,
-                "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments, "_meta": {**_CLIENT_META, **carrier}},
-            }
+            params = {"name": tool, "arguments": arguments, "_meta": _meta(carrier, relay)}
+            if answers is not None and answers.responses is not None:
+                params["inputResponses"] = answers.responses
+            if answers is not None and answers.request_state is not None:
+                params["requestState"] = answers.request_state
+            body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
             headers = {**self._headers, **carrier, "mcp-name": tool}
+            events = UpstreamEvents(relay).feed if relay is not None else None
             try:
-                response = await self._pool.post(json.dumps(body, separators=(",", ":")).encode(), headers)
+                response = await self._pool.post(
+                    json.dumps(body, separators=(",", ":")).encode(), headers, events
+                )
             except HttpError as exc:
                 raise CallTransportError(str(exc)) from None
         message = _response_message(response, request_id)
         if "error" in message:
             raise CallRefused("refused")
+        answer = message.get("result")
         try:
-            result = types.CallToolResult.model_validate(message.get("result"))
+            if isinstance(answer, dict) and answer.get("resultType") == "input_required":
+                return types.InputRequiredResult.model_validate(answer)
+            result = types.CallToolResult.model_validate(answer)
         except ValidationError:
             raise CallRefused("contract") from None
         self.schemas.check(tool, output_schema, result)
@@ -131,6 +145,19 @@ class UpstreamCaller:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def _meta(carrier: dict[str, str], relay: CallRelay | None) -> dict[str, Any]:
+    """The call's `_meta`: the protocol's envelope, the trace context, and what the caller asked to get
+    back (progress, log messages) or lent (the capabilities it can be asked under)."""
+    meta: dict[str, Any] = {**_CLIENT_META, **carrier, _CAPABILITIES_META_KEY: {}}
+    if relay is not None:
+        meta[_CAPABILITIES_META_KEY] = relay.capabilities
+        if relay.progress_token is not None:
+            meta["progressToken"] = relay.progress_token
+        if relay.log_level is not None:
+            meta[types.LOG_LEVEL_META_KEY] = relay.log_level
+    return meta
 
 
 def _response_message(response: HttpResponse, request_id: int) -> dict[str, Any]:
@@ -161,9 +188,5 @@ def _loads(data: str | bytes) -> Any:
 
 
 def _sse_data(text: str) -> list[str]:
-    events: list[str] = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
-        if lines:
-            events.append("\n".join(lines))
-    return events
+    blocks = text.replace("\r\n", "\n").split("\n\n")
+    return [data for data in map(event_data, blocks) if data]

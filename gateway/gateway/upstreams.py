@@ -30,6 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from accord.errors import AccordError
+from gateway.call_relay import CallRelay, InputRound
 from gateway.settings import GatewaySettings
 from gateway.upstream_calls import CallRefused, CallTransportError, UpstreamCaller
 
@@ -256,13 +257,18 @@ class Upstream:
         return await self._exchange(lambda client: client.complete(ref, argument, context_arguments))
 
     async def call_tool(
-        self, tool: str, arguments: dict[str, Any], output_schema: Mapping[str, Any] | None = None
-    ) -> types.CallToolResult:
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        output_schema: Mapping[str, Any] | None = None,
+        relay: CallRelay | None = None,
+        answers: InputRound | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
         """One tool call as a single exchange (`gateway.upstream_calls`); failures are `UpstreamFailure`."""
         if self.status is UpstreamStatus.DOWN and self._recently_failed():
             raise _unavailable(self.name, "is unavailable")
         try:
-            result = await self._caller.call(tool, arguments, output_schema)
+            result = await self._caller.call(tool, arguments, output_schema, relay, answers)
         except CallTransportError:
             self._note_call_failure()
             raise _unavailable(self.name, "is unavailable") from None

@@ -9,6 +9,7 @@ allowed them by the tool policy), since `/mcp` always requires one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import os
@@ -34,6 +35,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accord.audit import verify_chain
+from accord.service import OwnSignalsServer
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.tool_audit import argument_digest
@@ -192,7 +194,7 @@ class LoopbackServer:
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self._app, log_config=None, access_log=False, timeout_graceful_shutdown=2)
-        server = self._server = uvicorn.Server(config)
+        server = self._server = OwnSignalsServer(config)
         task = self._task = asyncio.create_task(server.serve(sockets=[sock]))
 
         async def started() -> bool:
@@ -624,6 +626,24 @@ async def test_the_mcp_endpoint_accepts_its_configured_host_and_refuses_others(t
     assert statuses[f"127.0.0.1:{mesh.gateway.port}"] == 200
 
 
+@asynccontextmanager
+async def open_session_stream(http: httpx.AsyncClient, token: str) -> AsyncIterator[httpx.Response]:
+    """A handshake-version session on the gateway, with its standalone GET stream open."""
+    headers = {
+        "authorization": f"Bearer {token}",
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+    }
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    opened = await http.post(
+        "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}, headers=headers
+    )
+    headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    async with http.stream("GET", "/mcp", headers=headers | {"accept": "text/event-stream"}) as stream:
+        yield stream
+
+
 async def test_python_m_gateway_serves_from_its_environment_and_stops_on_sigterm(tmp_path: Path) -> None:
     sanctions = Recorder(SANCTIONS_SECRET)
     upstream = await LoopbackServer(sanctions_app(sanctions)).start()
@@ -668,9 +688,18 @@ async def test_python_m_gateway_serves_from_its_environment_and_stops_on_sigterm
         assert result.structured_content is not None
         assert result.structured_content["query"] == "Ana"
         assert not sanctions.saw_value(token)
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(WAIT):
-            assert await process.wait() == 0
+        # A handshake client's session holds its GET stream open; SIGTERM still stops the gateway promptly.
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http,
+            open_session_stream(http, token) as stream,
+        ):
+            assert stream.status_code == 200
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(WAIT):
+                with contextlib.suppress(httpx.RemoteProtocolError):  # ended, or cut as the server stopped
+                    async for _ in stream.aiter_bytes():
+                        pass
+                assert await process.wait() == 0
     finally:
         if process.returncode is None:
             process.kill()

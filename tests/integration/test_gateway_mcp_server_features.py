@@ -1,5 +1,6 @@
-"""The gateway federates its upstreams' resources and prompts beside their tools (real processes: the
-tool servers, the MCP conformance fixture server as one more upstream `fixture`, and the gateway).
+"""The gateway is a faithful MCP server in front of its upstreams: resources, prompts and completion beside
+the tools, and what an upstream sends back while a call runs (real processes: the tool servers, the MCP
+conformance fixture server as one more upstream `fixture`, and the gateway).
 
 * A caller holding `resources:fixture` and `prompts:fixture` lists, reads and completes exactly as it would
   against the fixture server itself: URIs pass through, templates resolve, prompts answer under their own
@@ -11,6 +12,13 @@ tool servers, the MCP conformance fixture server as one more upstream `fixture`,
 * A URI no upstream offers is JSON-RPC -32602 with the URI in its data (SEP-2164), audited.
 * A tool of the unprefixed upstream is called by its own name and authorized and audited under its full
   name.
+* Progress and log messages the upstream sends during a call reach the caller that asked for them (a
+  progress token; a log level, by `logging/setLevel` in a session or per request), at its level only.
+* Elicitation and sampling: a handshake-session caller is asked by the gateway on the call's stream and
+  the call completes with its answer; a 2026-07-28 caller gets the `input_required` result and answers
+  by retrying, each retry authorized and audited like any call. A caller that declared no such
+  capability is never asked: the call ends `input_unavailable`, audited.
+* A session is served only to the identity that opened it.
 """
 
 from __future__ import annotations
@@ -23,10 +31,12 @@ import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -36,13 +46,21 @@ from accord.mesh import MeshRunner
 from accord.testing.ports import free_port
 from accord.testing.readiness import wait_until_ready
 from accord.topology import repo_root
-from tests.gateway_mesh import ONLY, GatewayMesh, assert_rejected, gateway_mesh, new_trace
+from tests.gateway_mesh import MCP_HEADERS, ONLY, GatewayMesh, assert_rejected, gateway_mesh, new_trace
 
 OFFSET = 22700  # ports 31400-31518: below the ephemeral range
 UPSTREAM = "fixture"
 READER = "fixture-reader"
 UNLISTED = "fixture-unlisted"
 READ_SCOPES = [f"resources:{UPSTREAM}", f"prompts:{UPSTREAM}", f"tool:{UPSTREAM}.test_simple_text"]
+ASKER = "fixture-asker"
+BACK_CHANNEL_TOOLS = [
+    "test_tool_with_progress",
+    "test_tool_with_logging",
+    "test_elicitation",
+    "test_sampling",
+]
+ASKER_SCOPES = [f"tool:{UPSTREAM}.{tool}" for tool in BACK_CHANNEL_TOOLS]
 FIXTURE = repo_root() / "conformance" / "fixture_server.py"
 
 
@@ -110,7 +128,8 @@ async def world(
     }
     # Holds the scopes in its token, but its policy names no upstream for resources or prompts.
     unlisted = {"tools": [{"tool": f"{UPSTREAM}.test_simple_text"}]}
-    policy = {"version": 1, "clients": {READER: reader, UNLISTED: unlisted}}
+    asker = {"tools": [{"tool": f"{UPSTREAM}.{tool}"} for tool in BACK_CHANNEL_TOOLS]}
+    policy = {"version": 1, "clients": {READER: reader, UNLISTED: unlisted, ASKER: asker}}
     async with gateway_mesh(state, OFFSET, policy=policy, extra_env={"gateway": gateway_env}) as mesh:
         yield World(mesh, fixture_url, fixture_secret)
 
@@ -260,3 +279,173 @@ async def test_the_scope_without_the_policy_naming_the_upstream_shows_nothing_an
         "denied",
         "policy_denied",
     )
+
+
+# --- what an upstream sends back while a call runs ----------------------------------------------------
+
+
+@dataclass
+class Asked:
+    """What the gateway asked a caller, and what the caller received while its calls ran."""
+
+    elicitations: list[types.ElicitRequestParams] = field(default_factory=list)
+    samplings: list[types.CreateMessageRequestParams] = field(default_factory=list)
+    logs: list[types.LoggingMessageNotificationParams] = field(default_factory=list)
+    progress: list[tuple[float, float | None]] = field(default_factory=list)
+
+    async def elicit(self, _ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.elicitations.append(params)
+        return types.ElicitResult(action="accept", content={"username": "ada", "email": "ada@example.org"})
+
+    async def sample(self, _ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        self.samplings.append(params)
+        text = types.TextContent(type="text", text="a sampled answer")
+        return types.CreateMessageResult(
+            role="assistant", content=text, model="stand-in", stop_reason="endTurn"
+        )
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.logs.append(params)
+
+    async def on_progress(self, progress: float, total: float | None, _message: str | None) -> None:
+        self.progress.append((progress, total))
+
+
+@asynccontextmanager
+async def asker(world: World, mode: str, asked: Asked, **options: Any) -> AsyncIterator[Client]:
+    """A caller of the back-channel tools, answering as `asked` records (`options` go to the client)."""
+    token = world.token(ASKER_SCOPES, client_id=ASKER)
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    callbacks: dict[str, Any] = {
+        "elicitation_callback": asked.elicit,
+        "sampling_callback": asked.sample,
+        "logging_callback": asked.log,
+    }
+    transport = streamable_http_client(world.mesh.mcp_url, http_client=http)
+    async with http, Client(transport, mode=mode, **(callbacks | options)) as client:  # type: ignore[arg-type]
+        yield client
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+async def asker_records(world: World) -> list[dict[str, Any]]:
+    return [
+        r for r in await world.mesh.audit.records() if r["actor"] == ASKER and r["action"] == "tools/call"
+    ]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_progress_reaches_the_caller_that_asked_for_it(world: World, mode: str) -> None:
+    asked = Asked()
+    async with asker(world, mode, asked) as client:
+        result = await client.call_tool("test_tool_with_progress", {}, progress_callback=asked.on_progress)
+        silent = await client.call_tool("test_tool_with_progress", {})
+    assert "executed successfully" in text_of(result) and not result.is_error  # noqa: PT018
+    assert asked.progress == [(0.0, 100.0), (50.0, 100.0), (100.0, 100.0)]  # none for the call without
+    assert not silent.is_error
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # logging/setLevel
+async def test_a_session_gets_the_upstreams_log_messages_at_the_level_it_set(world: World) -> None:
+    asked = Asked()
+    async with asker(world, "legacy", asked) as client:
+        await client.call_tool("test_tool_with_logging", {})
+        unasked = len(asked.logs)
+        await client.set_logging_level("error")
+        await client.call_tool("test_tool_with_logging", {})
+        above_info = len(asked.logs)
+        await client.set_logging_level("debug")
+        await client.call_tool("test_tool_with_logging", {})
+    assert (unasked, above_info) == (0, 0)  # no level set yet; then only errors and above
+    assert [log.data for log in asked.logs] == [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ]
+    assert {log.level for log in asked.logs} == {"info"}
+
+
+async def test_a_modern_caller_gets_log_messages_by_asking_per_request(world: World) -> None:
+    asked = Asked()
+    async with asker(world, "2026-07-28", asked, log_level="info") as client:
+        await client.call_tool("test_tool_with_logging", {})
+    assert len(asked.logs) == 3
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_elicitation_and_sampling_reach_the_caller_and_its_answers_the_upstream(
+    world: World, mode: str
+) -> None:
+    asked = Asked()
+    before = len(await asker_records(world))
+    async with asker(world, mode, asked) as client:
+        elicited = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+        sampled = await client.call_tool("test_sampling", {"prompt": "Say something"})
+
+    [question] = asked.elicitations
+    assert isinstance(question, types.ElicitRequestFormParams)
+    assert question.message == "Who are you?"
+    assert question.requested_schema["required"] == ["username", "email"]
+    assert text_of(elicited) == (
+        'User response: action=accept, content={"email": "ada@example.org", "username": "ada"}'
+    )
+    [sampling] = asked.samplings
+    assert getattr(sampling.messages[0].content, "text", None) == "Say something"
+    assert text_of(sampled) == "LLM response: a sampled answer"
+
+    records = (await asker_records(world))[before:]
+    outcomes = [(r["details"]["tool"], r["outcome"]) for r in records]
+    if mode == "legacy":  # the gateway asked on the session, and retried upstream itself
+        assert outcomes == [("fixture.test_elicitation", "ok"), ("fixture.test_sampling", "ok")]
+    else:  # the caller got the question and retried: each round a call of its own, authorized and audited
+        assert outcomes == [
+            ("fixture.test_elicitation", "input_required"),
+            ("fixture.test_elicitation", "ok"),
+            ("fixture.test_sampling", "input_required"),
+            ("fixture.test_sampling", "ok"),
+        ]
+
+
+async def test_a_caller_without_the_capability_is_never_asked_and_the_call_ends_input_unavailable(
+    world: World,
+) -> None:
+    token = world.token(ASKER_SCOPES, client_id=ASKER)
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    before = len(await asker_records(world))
+    transport = streamable_http_client(world.mesh.mcp_url, http_client=http)
+    async with http, Client(transport, mode="legacy") as client:  # declares no elicitation capability
+        result = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+    assert result.is_error
+    assert result.meta is not None
+    assert result.meta["accord/error"]["reason"] == "input_unavailable"
+    [record] = (await asker_records(world))[before:]
+    assert (record["outcome"], record["reason"]) == ("failed", "input_unavailable")
+
+
+async def test_a_session_is_served_only_to_the_identity_that_opened_it(world: World) -> None:
+    owner = {**MCP_HEADERS, "authorization": f"Bearer {world.token(ASKER_SCOPES, client_id=ASKER)}"}
+    hello = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"},
+    }
+    opened = await world.mesh.http.post(
+        world.mesh.mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        headers=owner,
+    )
+    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    await world.mesh.http.post(world.mesh.mcp_url, json=initialized, headers=owner | session)
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    other = {**MCP_HEADERS, "authorization": f"Bearer {world.token(READ_SCOPES)}"}  # valid, another client's
+
+    stolen = await world.mesh.http.post(world.mesh.mcp_url, json=listing, headers=other | session)
+    own = await world.mesh.http.post(world.mesh.mcp_url, json=listing, headers=owner | session)
+
+    assert opened.status_code == 200
+    assert stolen.status_code == 404  # as if the session did not exist
+    assert own.status_code == 200
+    assert all(f'"{tool}"' in own.text for tool in BACK_CHANNEL_TOOLS)

@@ -73,6 +73,8 @@ _KINDS: tuple[ErrorKind, ...] = (
         "approval_not_pending", 409, -32063, grpc.StatusCode.FAILED_PRECONDITION, "no such pending approval"
     ),
     ErrorKind("approval_rejected", 409, -32064, grpc.StatusCode.ABORTED, "an approver rejected it"),
+    # A tool asked its caller for input (elicitation, sampling, roots) the caller could not or did not give.
+    ErrorKind("input_unavailable", 409, -32065, grpc.StatusCode.FAILED_PRECONDITION, "input not given"),
     # Agent Card trust: the registering caller is fine, the card it points at is not (hence 422, not 401).
     ErrorKind("card_unsigned", 422, -32070, _REFUSED_CARD, "agent card is not signed"),
     ErrorKind("card_signature_invalid", 422, -32071, _REFUSED_CARD, "card signature is invalid"),

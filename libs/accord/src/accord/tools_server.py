@@ -198,7 +198,8 @@ def create_tools_app(name: str, mcp: MCPServer, settings: ToolsSettings) -> Fast
     mcp_app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
-        json_response=True,
+        # JSON unless a tool sends progress or log messages while it runs: then an SSE stream carries them.
+        json_response=False,
         transport_security=transport_security(settings),
     )
     recorder = HeaderRecorder() if settings.record_headers else None

@@ -1,0 +1,242 @@
+"""What an upstream sends back while a tool call runs, carried to the caller of that call and no one else.
+
+An upstream may report progress and log messages during a call, and may need input from the caller's side
+(elicitation, sampling, roots) before it can answer. The gateway speaks 2026-07-28 to its upstreams, so the
+first two arrive on the call's SSE stream and the third as an `input_required` result. How each reaches
+the caller depends on how the caller speaks:
+
+- progress and log messages go out on the caller's request stream, if the caller asked for them (a
+  progress token; a log level: the request's `_meta` key, or `logging/setLevel` in a handshake session),
+  and only at or above the level it asked for;
+- a 2026-07-28 caller gets the `input_required` result itself and answers it by retrying the call, which
+  the gateway authorizes like any call and forwards with the answers;
+- a handshake-session caller is asked by the gateway, as server-to-client requests on the call's stream;
+  the gateway then retries upstream with the answers, at most `MAX_INPUT_ROUNDS` times;
+- a caller that can be asked nothing (no session, or no such capability declared) is never asked: the
+  upstream is told the caller lacks the capability.
+
+Everything relayed is the upstream's data, as untrusted as its results: the gateway checks its shape and
+passes it on, and never acts on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeGuard
+
+import anyio
+import mcp_types as types
+from mcp.server import ServerRequestContext
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types import LOG_LEVEL_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, ValidationError
+
+logger = logging.getLogger(__name__)
+
+MAX_INPUT_ROUNDS = 10
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+# Where a handshake session keeps the level its client set with `logging/setLevel`.
+SESSION_LOG_LEVEL_KEY = "accord.log_level"
+# The capabilities a caller may lend the upstream for one call: what it can be asked.
+_ASKABLE = ("elicitation", "sampling", "roots")
+_RESULT_TYPES: dict[str, type[BaseModel]] = {
+    "elicitation/create": types.ElicitResult,
+    "sampling/createMessage": types.CreateMessageResult,
+    "roots/list": types.ListRootsResult,
+}
+
+
+class InputDeclined(Exception):
+    """The caller could not or would not give what the upstream asked for."""
+
+
+@dataclass(frozen=True)
+class InputRound:
+    """A caller's answers to an earlier `input_required` result (wire form), forwarded as they are."""
+
+    responses: Mapping[str, Any] | None = None
+    request_state: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.responses is None and self.request_state is None
+
+
+class CallRelay(Protocol):
+    """The caller's side of one call, as the upstream call path needs it."""
+
+    @property
+    def progress_token(self) -> str | int | None: ...
+
+    @property
+    def log_level(self) -> types.LoggingLevel | None: ...
+
+    @property
+    def capabilities(self) -> dict[str, Any]: ...
+
+    @property
+    def can_ask(self) -> bool: ...
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None: ...
+
+    async def log(self, level: types.LoggingLevel, data: Any, logger_name: str | None) -> None: ...
+
+    async def ask(self, requests: Mapping[str, types.InputRequest]) -> dict[str, Any]: ...
+
+
+def level_allows(threshold: types.LoggingLevel | None, level: types.LoggingLevel) -> bool:
+    return threshold is not None and LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
+
+
+def connection_state(ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+    """The per-connection scratch state of a request's connection (a handshake session's lives as long
+    as the session). The SDK's request context exposes the connection only through its session."""
+    connection = getattr(ctx.session, "_connection", None)
+    state = getattr(connection, "state", None)
+    return state if isinstance(state, dict) else {}
+
+
+@dataclass
+class DownstreamRelay:
+    """`CallRelay` over the MCP server's request context of the caller's `tools/call`."""
+
+    ctx: ServerRequestContext[Any, Any]
+    progress_token: str | int | None = None
+    log_level: types.LoggingLevel | None = None
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    can_ask: bool = False
+
+    @classmethod
+    def of(cls, ctx: ServerRequestContext[Any, Any]) -> DownstreamRelay:
+        meta: Mapping[str, Any] = ctx.meta if isinstance(ctx.meta, Mapping) else {}
+        token = meta.get("progress_token")  # the SDK's name for the wire's `progressToken`
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        level = meta.get(LOG_LEVEL_META_KEY) if modern else connection_state(ctx).get(SESSION_LOG_LEVEL_KEY)
+        declared = ctx.session.client_capabilities
+        lent = declared.model_dump(by_alias=True, mode="json", exclude_none=True) if declared else {}
+        # A modern caller answers an `input_required` result itself; a session caller is asked on its
+        # stream; a caller with neither cannot be asked anything, so the upstream is told so.
+        can_ask = not modern and ctx.session.can_send_request
+        askable = modern or can_ask
+        return cls(
+            ctx,
+            progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None,
+            log_level=level if level in LOG_LEVELS else None,
+            capabilities={name: lent[name] for name in _ASKABLE if askable and name in lent},
+            can_ask=can_ask,
+        )
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.progress_token is None:
+            return
+        await self.ctx.session.send_progress_notification(
+            self.progress_token, progress, total, message, related_request_id=str(self.ctx.request_id)
+        )
+
+    async def log(self, level: types.LoggingLevel, data: Any, logger_name: str | None) -> None:
+        if not level_allows(self.log_level, level):
+            return
+        with warnings.catch_warnings():
+            # Deprecated from 2026-07-28 on, where it is still the way to answer a log-level opt-in.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await self.ctx.session.send_log_message(
+                level, data, logger_name, related_request_id=self.ctx.request_id
+            )
+
+    async def ask(self, requests: Mapping[str, types.InputRequest]) -> dict[str, Any]:
+        """Each request, asked of the caller concurrently; the answers keyed as the upstream keyed them."""
+        if not self.can_ask:
+            raise InputDeclined("the caller cannot be asked for input")
+        answers: dict[str, Any] = {}
+        metadata = ServerMessageMetadata(related_request_id=self.ctx.request_id)
+
+        async def ask_one(key: str, request: types.InputRequest) -> None:
+            if not self.ctx.session.check_client_capability(_capability_for(request)):
+                raise InputDeclined(f"the caller did not declare {request.method}")
+            result_type = _RESULT_TYPES[request.method]
+            result = await self.ctx.session.send_request(request, result_type, metadata=metadata)
+            answers[key] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+        try:
+            async with anyio.create_task_group() as group:
+                for key, request in requests.items():
+                    group.start_soon(ask_one, key, request)
+        except* InputDeclined as declined:
+            raise InputDeclined(str(declined.exceptions[0])) from None
+        except* (ValidationError, Exception) as failed:
+            logger.warning("a caller's answer to an input request failed", extra={"error": str(failed)[:200]})
+            raise InputDeclined("the caller's answer failed") from None
+        return answers
+
+
+def _capability_for(request: types.InputRequest) -> types.ClientCapabilities:
+    if isinstance(request, types.ElicitRequest):
+        return types.ClientCapabilities(elicitation=types.ElicitationCapability())
+    if isinstance(request, types.CreateMessageRequest):
+        return types.ClientCapabilities(sampling=types.SamplingCapability())
+    return types.ClientCapabilities(roots=types.RootsCapability())
+
+
+class UpstreamEvents:
+    """Reads a call's SSE stream as it arrives and relays what the caller asked for.
+
+    Only `notifications/progress` for the call's own token and `notifications/message` at the caller's
+    level pass; anything else an upstream sends on the stream is dropped here (the final response is
+    read from the whole body afterwards)."""
+
+    def __init__(self, relay: CallRelay) -> None:
+        self._relay = relay
+        self._pending = ""
+
+    async def feed(self, chunk: bytes) -> None:
+        self._pending += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        *complete, self._pending = self._pending.split("\n\n")
+        for block in complete:
+            data = event_data(block)
+            if data:
+                await self._relay_message(data)
+
+    async def _relay_message(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or not isinstance(params := message.get("params"), dict):
+            return
+        method = message.get("method")
+        token = self._relay.progress_token
+        if method == "notifications/progress" and token is not None and params.get("progressToken") == token:
+            progress, total, text = params.get("progress"), params.get("total"), params.get("message")
+            if not _number(progress) or not (total is None or _number(total)):
+                return
+            if text is None or isinstance(text, str):
+                await self._relay.progress(progress, total, text)
+        elif method == "notifications/message":
+            level, name = params.get("level"), params.get("logger")
+            if level in LOG_LEVELS and (name is None or isinstance(name, str)):
+                await self._relay.log(level, params.get("data"), name)
+
+
+def event_data(block: str) -> str:
+    """The data of one SSE event (its `data:` lines joined), "" if it has none."""
+    lines = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
