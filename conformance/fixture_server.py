@@ -38,6 +38,7 @@ class Address(BaseModel):
     city: str
 
 
+WATCHED = "test://watched-resource"
 USER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -192,6 +193,12 @@ def _tools(mcp: MCPServer) -> None:
     async def test_elicitation_sep1330_enums(ctx: Context) -> str | types.InputRequiredResult:
         return _elicited(ctx, "Test enum schema variants", ENUMS_SCHEMA, "Elicitation completed")
 
+    # Not one of the suite's fixtures: it lets a test change the watched resource, for its subscribers.
+    @mcp.tool(description="Reports that test://watched-resource changed, to its subscribers")
+    async def update_watched_resource(ctx: Context) -> str:
+        await ctx.notify_resource_updated(WATCHED)
+        return "updated"
+
     @mcp.tool(description="Tool with JSON Schema 2020-12 features")
     def json_schema_2020_12_tool(name: str, address: Address | None = None) -> dict[str, Any]:
         return {"name": name, "address": address.model_dump() if address else None}
@@ -210,7 +217,7 @@ def _resources(mcp: MCPServer) -> None:
     def template(id: str) -> str:
         return f'{{"id": "{id}", "templateTest": true, "data": "Data for ID: {id}"}}'
 
-    @mcp.resource("test://watched-resource", name="watched-resource", mime_type="text/plain")
+    @mcp.resource(WATCHED, name="watched-resource", mime_type="text/plain")
     def watched() -> str:
         return "Watched resource content"
 

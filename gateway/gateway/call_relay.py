@@ -37,6 +37,8 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
+from gateway.session_state import connection_state
+
 logger = logging.getLogger(__name__)
 
 MAX_INPUT_ROUNDS = 10
@@ -101,14 +103,6 @@ class CallRelay(Protocol):
 
 def level_allows(threshold: types.LoggingLevel | None, level: types.LoggingLevel) -> bool:
     return threshold is not None and LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
-
-
-def connection_state(ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-    """The per-connection scratch state of a request's connection (a handshake session's lives as long
-    as the session). The SDK's request context exposes the connection only through its session."""
-    connection = getattr(ctx.session, "_connection", None)
-    state = getattr(connection, "state", None)
-    return state if isinstance(state, dict) else {}
 
 
 @dataclass

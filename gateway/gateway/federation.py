@@ -39,7 +39,7 @@ from accord.audit import AuditEvent, AuditLog
 from accord.errors import AccordError
 from accord.trace_context import trace_id_from
 from gateway.authorization import Authorizer
-from gateway.call_relay import SESSION_LOG_LEVEL_KEY, DownstreamRelay, InputRound, connection_state
+from gateway.call_relay import SESSION_LOG_LEVEL_KEY, DownstreamRelay, InputRound
 from gateway.caller import Caller, authorized_read_of, caller_of
 from gateway.catalog import ToolCatalog
 from gateway.federated_names import SEPARATOR, FederatedNames
@@ -47,6 +47,8 @@ from gateway.mcp_endpoint import McpEndpoint
 from gateway.pipeline import InboundCall, ToolCallPipeline
 from gateway.policy import prompts_scope, resources_scope
 from gateway.resource_catalog import ServerFeatures
+from gateway.resource_watches import ResourceWatches
+from gateway.session_state import connection_state, on_connection_end, session_of
 from gateway.settings import GatewaySettings
 from gateway.tool_audit import ToolCallAudit
 from gateway.upstreams import Upstream, UpstreamFailure, UpstreamPool
@@ -96,6 +98,7 @@ class Federation:
         ttl = settings.gateway_tools_ttl_seconds
         self.catalog = ToolCatalog(self.upstreams, ttl)
         self.features = ServerFeatures(self.upstreams, ttl, self.names)
+        self.watches = ResourceWatches(settings.gateway_upstream_retry_seconds)
         self.pipeline = ToolCallPipeline(self.catalog, self.upstreams, authorizer, ToolCallAudit(audit_log))
         with warnings.catch_warnings():
             # logging/setLevel is deprecated from protocol 2026-07-28 on, and standard in the versions
@@ -111,6 +114,8 @@ class Federation:
                 on_list_resources=self._list_resources,
                 on_list_resource_templates=self._list_resource_templates,
                 on_read_resource=self._read_resource,
+                on_subscribe_resource=self._subscribe_resource,
+                on_unsubscribe_resource=self._unsubscribe_resource,
                 on_list_prompts=self._list_prompts,
                 on_get_prompt=self._get_prompt,
                 on_completion=self._complete,
@@ -129,6 +134,7 @@ class Federation:
         finally:
             self._lifespan_users -= 1
             if self._lifespan_users == 0:
+                await self.watches.aclose()
                 await self._upstreams_running.aclose()
 
     def http_app(self, transport_security: TransportSecuritySettings, settings: GatewaySettings) -> Starlette:
@@ -234,6 +240,36 @@ class Federation:
 
         return await self._read(ctx, "resources/read", {"uri": uri}, uri, read)
 
+    async def _subscribe_resource(
+        self, ctx: ServerRequestContext[Federation, Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        """A session's subscription, authorized like a read of the resource (`gateway.resource_watches`)."""
+        uri, session = str(params.uri), session_of(ctx)
+
+        async def notify() -> None:
+            await ctx.session.send_resource_updated(uri)
+
+        async def subscribe(upstream: Upstream, _target: str) -> types.EmptyResult:
+            if session is None:
+                raise AccordError("invalid_input", "resources/subscribe needs a session: initialize first")
+            on_connection_end(ctx, _WATCHES_END_KEY, lambda: self.watches.end_session(session))
+            await self.watches.subscribe(session, uri, upstream, notify)
+            return types.EmptyResult()
+
+        return await self._read(ctx, "resources/subscribe", {"uri": uri}, uri, subscribe)
+
+    async def _unsubscribe_resource(
+        self, ctx: ServerRequestContext[Federation, Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        uri, session = str(params.uri), session_of(ctx)
+
+        async def unsubscribe(_upstream: Upstream, _target: str) -> types.EmptyResult:
+            if session is not None:
+                self.watches.unsubscribe(session, uri)
+            return types.EmptyResult()
+
+        return await self._read(ctx, "resources/unsubscribe", {"uri": uri}, uri, unsubscribe)
+
     async def _get_prompt(
         self, ctx: ServerRequestContext[Federation, Any], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
@@ -309,6 +345,9 @@ class Federation:
             raise to_mcp_error(AccordError("internal_error")) from None
         await audit.write("allowed", None)
         return result
+
+
+_WATCHES_END_KEY = "accord.watches_end_with_session"
 
 
 def _own_name(qualified: str) -> str:

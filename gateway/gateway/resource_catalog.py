@@ -160,7 +160,9 @@ class ReadTarget:
     scope: str
 
 
-READ_METHODS = frozenset({"resources/read", "prompts/get", "completion/complete"})
+READ_METHODS = frozenset(
+    {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get", "completion/complete"}
+)
 _MAX_TARGET = 2048
 
 
@@ -176,7 +178,7 @@ class ServerFeatures:
         it names nothing the gateway federates."""
         if not isinstance(params, dict):
             raise AccordError("invalid_input", f"{method} needs params")
-        if method == "resources/read":
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             return await self._resource(_text(params.get("uri"), "uri"))
         if method == "prompts/get":
             return await self._prompt(_text(params.get("name"), "name"))

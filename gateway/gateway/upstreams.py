@@ -27,6 +27,7 @@ import jsonschema  # noqa: F401
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.subscriptions import ResourceUpdated
 from pydantic import SecretStr
 
 from accord.errors import AccordError
@@ -241,6 +242,24 @@ class Upstream:
             return listed.prompts, listed.next_cursor
 
         return await self._exchange(lambda client: _all_pages(client, page))
+
+    async def watch_resource(
+        self, uri: str, on_update: Callable[[], Awaitable[None]], honored: asyncio.Future[None]
+    ) -> None:
+        """Hold a `subscriptions/listen` stream for one resource: `honored` resolves once the upstream
+        acknowledged it (refused, `UpstreamFailure`, if it left the resource out), and each update of that
+        resource calls `on_update`. Returns when the upstream ends the stream."""
+        client = await self.client()
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            if uri not in (subscription.honored.resource_subscriptions or []):
+                raise UpstreamFailure(
+                    "upstream_unavailable", f"upstream {self.name!r} offers no updates of it"
+                )
+            if not honored.done():
+                honored.set_result(None)
+            async for event in subscription:
+                if isinstance(event, ResourceUpdated) and event.uri == uri:
+                    await on_update()
 
     async def read_resource(self, uri: str) -> types.ReadResourceResult:
         return await self._exchange(lambda client: client.read_resource(uri))

@@ -19,10 +19,14 @@ conformance fixture server as one more upstream `fixture`, and the gateway).
   by retrying, each retry authorized and audited like any call. A caller that declared no such
   capability is never asked: the call ends `input_unavailable`, audited.
 * A session is served only to the identity that opened it.
+* A session subscribes to a resource (authorized like a read, audited) and gets
+  `notifications/resources/updated` when the upstream reports a change, until it unsubscribes; without a
+  session, or for a resource the upstream does not watch, the subscription is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -46,7 +50,15 @@ from accord.mesh import MeshRunner
 from accord.testing.ports import free_port
 from accord.testing.readiness import wait_until_ready
 from accord.topology import repo_root
-from tests.gateway_mesh import MCP_HEADERS, ONLY, GatewayMesh, assert_rejected, gateway_mesh, new_trace
+from tests.gateway_mesh import (
+    MCP_HEADERS,
+    ONLY,
+    GatewayMesh,
+    assert_rejected,
+    eventually,
+    gateway_mesh,
+    new_trace,
+)
 
 OFFSET = 22700  # ports 31400-31518: below the ephemeral range
 UPSTREAM = "fixture"
@@ -59,8 +71,10 @@ BACK_CHANNEL_TOOLS = [
     "test_tool_with_logging",
     "test_elicitation",
     "test_sampling",
+    "update_watched_resource",
 ]
-ASKER_SCOPES = [f"tool:{UPSTREAM}.{tool}" for tool in BACK_CHANNEL_TOOLS]
+ASKER_SCOPES = [f"tool:{UPSTREAM}.{tool}" for tool in BACK_CHANNEL_TOOLS] + [f"resources:{UPSTREAM}"]
+WATCHED = "test://watched-resource"
 FIXTURE = repo_root() / "conformance" / "fixture_server.py"
 
 
@@ -128,7 +142,10 @@ async def world(
     }
     # Holds the scopes in its token, but its policy names no upstream for resources or prompts.
     unlisted = {"tools": [{"tool": f"{UPSTREAM}.test_simple_text"}]}
-    asker = {"tools": [{"tool": f"{UPSTREAM}.{tool}"} for tool in BACK_CHANNEL_TOOLS]}
+    asker = {
+        "tools": [{"tool": f"{UPSTREAM}.{tool}"} for tool in BACK_CHANNEL_TOOLS],
+        "resources": [UPSTREAM],
+    }
     policy = {"version": 1, "clients": {READER: reader, UNLISTED: unlisted, ASKER: asker}}
     async with gateway_mesh(state, OFFSET, policy=policy, extra_env={"gateway": gateway_env}) as mesh:
         yield World(mesh, fixture_url, fixture_secret)
@@ -292,6 +309,7 @@ class Asked:
     samplings: list[types.CreateMessageRequestParams] = field(default_factory=list)
     logs: list[types.LoggingMessageNotificationParams] = field(default_factory=list)
     progress: list[tuple[float, float | None]] = field(default_factory=list)
+    updates: list[str] = field(default_factory=list)
 
     async def elicit(self, _ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         self.elicitations.append(params)
@@ -307,6 +325,10 @@ class Asked:
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         self.logs.append(params)
 
+    async def message(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.updates.append(message.params.uri)
+
     async def on_progress(self, progress: float, total: float | None, _message: str | None) -> None:
         self.progress.append((progress, total))
 
@@ -320,6 +342,7 @@ async def asker(world: World, mode: str, asked: Asked, **options: Any) -> AsyncI
         "elicitation_callback": asked.elicit,
         "sampling_callback": asked.sample,
         "logging_callback": asked.log,
+        "message_handler": asked.message,
     }
     transport = streamable_http_client(world.mesh.mcp_url, http_client=http)
     async with http, Client(transport, mode=mode, **(callbacks | options)) as client:  # type: ignore[arg-type]
@@ -449,3 +472,42 @@ async def test_a_session_is_served_only_to_the_identity_that_opened_it(world: Wo
     assert stolen.status_code == 404  # as if the session did not exist
     assert own.status_code == 200
     assert all(f'"{tool}"' in own.text for tool in BACK_CHANNEL_TOOLS)
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # resources/subscribe
+async def test_a_session_hears_of_a_subscribed_resource_changing_until_it_unsubscribes(world: World) -> None:
+    asked = Asked()
+    async with asker(world, "legacy", asked) as client:
+        await client.subscribe_resource(WATCHED)
+        await client.call_tool("update_watched_resource", {})
+
+        async def heard() -> bool:
+            return asked.updates == [WATCHED]
+
+        await eventually(heard, timeout=10)
+        await client.unsubscribe_resource(WATCHED)
+        await client.call_tool("update_watched_resource", {})
+        await asyncio.sleep(1)
+    assert asked.updates == [WATCHED]  # nothing after unsubscribing
+    subscribed = [
+        r
+        for r in await world.mesh.audit.records()
+        if r["actor"] == ASKER and r["action"] in ("resources/subscribe", "resources/unsubscribe")
+    ]
+    assert [(r["action"], r["outcome"]) for r in subscribed][-2:] == [
+        ("resources/subscribe", "allowed"),
+        ("resources/unsubscribe", "allowed"),
+    ]
+
+
+async def test_a_subscription_without_a_session_or_that_nothing_watches_is_refused(world: World) -> None:
+    token = world.token(ASKER_SCOPES, client_id=ASKER)
+    no_session = await world.mesh.rpc(token, "resources/subscribe", {"uri": WATCHED})
+    unknown = await world.mesh.rpc(token, "resources/subscribe", {"uri": "test://nothing-here"})
+    without_scope = await world.mesh.rpc(
+        world.token(ASKER_SCOPES[:1]), "resources/subscribe", {"uri": WATCHED}
+    )
+
+    assert no_session.json()["error"]["data"]["reason"] == "invalid_input"
+    assert unknown.json()["error"]["code"] == -32602
+    assert_rejected(without_scope, 403, "insufficient_scope", "insufficient_scope")
