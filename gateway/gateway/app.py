@@ -99,7 +99,11 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
     metadata_url = resource_metadata_url(settings.base_url, MCP_PATH)
     guarded = McpGuard(
         mcp_app,
-        GuardConfig(path=MCP_PATH, resource_metadata_url=metadata_url),
+        GuardConfig(
+            path=MCP_PATH,
+            resource_metadata_url=metadata_url,
+            max_sessions_per_client=settings.gateway_max_sessions_per_client,
+        ),
         verifier,
         policy,
         oauth.grants,
@@ -108,6 +112,7 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         run_tool_calls,
         federation.names,
         federation.features,
+        federation.open_sessions,
     )
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ passes it on, and never acts on it.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import warnings
@@ -35,13 +36,17 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from gateway.provenance import PROVENANCE_KEY
 from gateway.session_state import connection_state
 
 logger = logging.getLogger(__name__)
 
 MAX_INPUT_ROUNDS = 10
+MAX_EVENT_CHARS = 1_048_576
+# How long a caller may take over one question (a person may be answering it).
+ASK_TIMEOUT_S = 300.0
 LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
     "debug",
     "info",
@@ -94,11 +99,14 @@ class CallRelay(Protocol):
     @property
     def can_ask(self) -> bool: ...
 
+    @property
+    def answers_itself(self) -> bool: ...
+
     async def progress(self, progress: float, total: float | None, message: str | None) -> None: ...
 
     async def log(self, level: types.LoggingLevel, data: Any, logger_name: str | None) -> None: ...
 
-    async def ask(self, requests: Mapping[str, types.InputRequest]) -> dict[str, Any]: ...
+    async def ask(self, requests: Mapping[str, types.InputRequest], upstream: str) -> dict[str, Any]: ...
 
 
 def level_allows(threshold: types.LoggingLevel | None, level: types.LoggingLevel) -> bool:
@@ -114,6 +122,7 @@ class DownstreamRelay:
     log_level: types.LoggingLevel | None = None
     capabilities: dict[str, Any] = field(default_factory=dict)
     can_ask: bool = False
+    answers_itself: bool = False
 
     @classmethod
     def of(cls, ctx: ServerRequestContext[Any, Any]) -> DownstreamRelay:
@@ -133,6 +142,7 @@ class DownstreamRelay:
             log_level=level if level in LOG_LEVELS else None,
             capabilities={name: lent[name] for name in _ASKABLE if askable and name in lent},
             can_ask=can_ask,
+            answers_itself=modern,
         )
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
@@ -152,30 +162,56 @@ class DownstreamRelay:
                 level, data, logger_name, related_request_id=self.ctx.request_id
             )
 
-    async def ask(self, requests: Mapping[str, types.InputRequest]) -> dict[str, Any]:
-        """Each request, asked of the caller concurrently; the answers keyed as the upstream keyed them."""
+    async def ask(self, requests: Mapping[str, types.InputRequest], upstream: str) -> dict[str, Any]:
+        """Each request, asked of the caller concurrently; the answers keyed as the upstream keyed them.
+        Nothing is asked unless every request may be: see `relayable`."""
         if not self.can_ask:
             raise InputDeclined("the caller cannot be asked for input")
+        relayed = {key: relayable(request, upstream) for key, request in requests.items()}
+        for request in relayed.values():
+            if not self.ctx.session.check_client_capability(_capability_for(request)):
+                raise InputDeclined(f"the caller did not declare {request.method}")
         answers: dict[str, Any] = {}
         metadata = ServerMessageMetadata(related_request_id=self.ctx.request_id)
 
         async def ask_one(key: str, request: types.InputRequest) -> None:
-            if not self.ctx.session.check_client_capability(_capability_for(request)):
-                raise InputDeclined(f"the caller did not declare {request.method}")
             result_type = _RESULT_TYPES[request.method]
-            result = await self.ctx.session.send_request(request, result_type, metadata=metadata)
+            result = await self.ctx.session.send_request(
+                request, result_type, request_read_timeout_seconds=ASK_TIMEOUT_S, metadata=metadata
+            )
             answers[key] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
         try:
             async with anyio.create_task_group() as group:
-                for key, request in requests.items():
+                for key, request in relayed.items():
                     group.start_soon(ask_one, key, request)
-        except* InputDeclined as declined:
-            raise InputDeclined(str(declined.exceptions[0])) from None
-        except* (ValidationError, Exception) as failed:
-            logger.warning("a caller's answer to an input request failed", extra={"error": str(failed)[:200]})
-            raise InputDeclined("the caller's answer failed") from None
+        except* Exception as failed:
+            # The caller refused, answered out of shape, or not in time: the upstream gets no answer.
+            kinds = sorted({type(exc).__name__ for exc in failed.exceptions})
+            logger.warning("a caller did not answer an input request", extra={"error": ",".join(kinds)})
+            raise InputDeclined("the caller did not answer") from None
         return answers
+
+
+def relayable(request: types.InputRequest, upstream: str) -> types.InputRequest:
+    """What of an upstream's request reaches the caller (deny by default), marked as the upstream's.
+
+    A URL elicitation would show the caller an upstream's link as if the gateway sent it, and sampling
+    with tools would let an upstream drive the caller's model through tool calls: neither is relayed.
+    Sampling never includes the caller's context (`includeContext` is forced to `none`): that context
+    holds other upstreams' results."""
+    mark = {PROVENANCE_KEY: {"upstream": upstream, "untrusted": True}}
+    if isinstance(request, types.ElicitRequest):
+        if not isinstance(request.params, types.ElicitRequestFormParams):
+            raise InputDeclined("URL elicitation is not relayed")
+        params: Any = request.params.model_copy(update={"meta": {**(request.params.meta or {}), **mark}})
+        return request.model_copy(update={"params": params})
+    if isinstance(request, types.CreateMessageRequest):
+        if request.params.tools or request.params.tool_choice is not None:
+            raise InputDeclined("sampling with tools is not relayed")
+        update = {"include_context": "none", "meta": {**(request.params.meta or {}), **mark}}
+        return request.model_copy(update={"params": request.params.model_copy(update=update)})
+    return request
 
 
 def _capability_for(request: types.InputRequest) -> types.ClientCapabilities:
@@ -195,15 +231,27 @@ class UpstreamEvents:
 
     def __init__(self, relay: CallRelay) -> None:
         self._relay = relay
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending = ""
+        self._skipping = False  # inside an event too large to relay, until its end
 
     async def feed(self, chunk: bytes) -> None:
-        self._pending += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
-        *complete, self._pending = self._pending.split("\n\n")
-        for block in complete:
-            data = event_data(block)
-            if data:
-                await self._relay_message(data)
+        text = self._decoder.decode(chunk)
+        # Only the new text is searched for event ends (from three characters back: a split separator).
+        start = max(len(self._pending) - 3, 0)
+        self._pending += text
+        while (end := _event_end(self._pending, start)) is not None:
+            block, separator_end = end
+            if not self._skipping and block <= MAX_EVENT_CHARS:
+                data = event_data(self._pending[:block].replace("\r\n", "\n"))
+                if data:
+                    await self._relay_message(data)
+            self._skipping = False
+            self._pending = self._pending[separator_end:]
+            start = 0
+        if len(self._pending) > MAX_EVENT_CHARS:
+            # An upstream may stream a large final result, never an oversized notification worth relaying.
+            self._pending, self._skipping = "", True
 
     async def _relay_message(self, data: str) -> None:
         try:
@@ -224,6 +272,12 @@ class UpstreamEvents:
             level, name = params.get("level"), params.get("logger")
             if level in LOG_LEVELS and (name is None or isinstance(name, str)):
                 await self._relay.log(level, params.get("data"), name)
+
+
+def _event_end(text: str, start: int) -> tuple[int, int] | None:
+    """Where the first event in `text` (searched from `start`) ends, and where the next begins."""
+    found = [(i, i + len(sep)) for sep in ("\r\n\r\n", "\n\n") if (i := text.find(sep, start)) != -1]
+    return min(found) if found else None
 
 
 def event_data(block: str) -> str:

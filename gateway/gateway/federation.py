@@ -40,9 +40,10 @@ from accord.errors import AccordError
 from accord.trace_context import trace_id_from
 from gateway.authorization import Authorizer
 from gateway.call_relay import SESSION_LOG_LEVEL_KEY, DownstreamRelay, InputRound
-from gateway.caller import Caller, authorized_read_of, caller_of
+from gateway.caller import Caller, authorized_read_of, caller_of, session_owner
 from gateway.catalog import ToolCatalog
 from gateway.federated_names import SEPARATOR, FederatedNames
+from gateway.input_state import InputStateSeal
 from gateway.mcp_endpoint import McpEndpoint
 from gateway.pipeline import InboundCall, ToolCallPipeline
 from gateway.policy import prompts_scope, resources_scope
@@ -99,7 +100,11 @@ class Federation:
         self.catalog = ToolCatalog(self.upstreams, ttl)
         self.features = ServerFeatures(self.upstreams, ttl, self.names)
         self.watches = ResourceWatches(settings.gateway_upstream_retry_seconds)
-        self.pipeline = ToolCallPipeline(self.catalog, self.upstreams, authorizer, ToolCallAudit(audit_log))
+        secret = settings.gateway_input_state_secret
+        seal = InputStateSeal(secret.get_secret_value().encode() if secret is not None else None)
+        self.pipeline = ToolCallPipeline(
+            self.catalog, self.upstreams, authorizer, ToolCallAudit(audit_log), seal
+        )
         with warnings.catch_warnings():
             # logging/setLevel is deprecated from protocol 2026-07-28 on, and standard in the versions
             # before it, which clients still negotiate.
@@ -147,6 +152,10 @@ class Federation:
             settings.gateway_max_sessions,
         )
         return Starlette(routes=[Route(MCP_PATH, endpoint=self.endpoint)])
+
+    def open_sessions(self, caller: Caller) -> int:
+        """How many sessions `caller` holds open on this replica."""
+        return self.endpoint.sessions_of(session_owner(caller)) if self.endpoint is not None else 0
 
     def running(self) -> AbstractAsyncContextManager[None]:
         if self.endpoint is None:
@@ -261,14 +270,17 @@ class Federation:
     async def _unsubscribe_resource(
         self, ctx: ServerRequestContext[Federation, Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
+        """Ends a session's own watch: it needs no authorization (a caller whose scope was withdrawn can
+        still stop what it started), and is audited."""
         uri, session = str(params.uri), session_of(ctx)
-
-        async def unsubscribe(_upstream: Upstream, _target: str) -> types.EmptyResult:
-            if session is not None:
-                self.watches.unsubscribe(session, uri)
-            return types.EmptyResult()
-
-        return await self._read(ctx, "resources/unsubscribe", {"uri": uri}, uri, unsubscribe)
+        request = ctx.request if isinstance(ctx.request, Request) else None
+        headers = request.headers if request is not None else Headers()
+        trace_id = trace_id_from(ctx.meta, headers)
+        audit = _ReadAudit(self._audit, "resources/unsubscribe", caller_of(request), trace_id, target=uri)
+        if session is not None:
+            self.watches.unsubscribe(session, uri)
+        await audit.write("allowed", None)
+        return types.EmptyResult()
 
     async def _get_prompt(
         self, ctx: ServerRequestContext[Federation, Any], params: types.GetPromptRequestParams

@@ -26,6 +26,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from mcp.server import Server
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import LOG_LEVEL_META_KEY
@@ -88,6 +89,12 @@ class McpEndpoint:
             await stack.enter_async_context(self.sessions.run())
             await stack.enter_async_context(self.stateless.run())
             yield
+
+    def sessions_of(self, owner: AuthenticatedUser) -> int:
+        """The open sessions `owner` opened. The manager keeps each session's owner only privately."""
+        wanted = authorization_context(owner)
+        owners: dict[str, object] = getattr(self.sessions, "_session_owners", {})
+        return sum(1 for opener in owners.values() if opener == wanted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state")

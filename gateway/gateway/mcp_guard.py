@@ -22,7 +22,7 @@ are audited once, by the federation's call pipeline, after the upstream answered
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,7 @@ class GuardConfig:
     path: str  # the MCP endpoint's route path, e.g. "/mcp"
     resource_metadata_url: str
     max_body_bytes: int = DEFAULT_MAX_BYTES
+    max_sessions_per_client: int = 100
 
 
 @dataclass
@@ -93,8 +94,10 @@ class McpGuard:
         run_tool_calls: RunToolCalls,
         names: FederatedNames | None = None,
         features: ServerFeatures | None = None,
+        open_sessions: Callable[[Caller], int] | None = None,
     ) -> None:
         self.app = app
+        self._open_sessions = open_sessions
         self._names = names or FederatedNames(())
         self._features = features
         self._config = config
@@ -140,6 +143,8 @@ class McpGuard:
         scope["user"] = session_owner(seen.caller)
         if malformed is not None:
             return Rejection(malformed)
+        if seen.method == "initialize":
+            return await self._admit_session(seen)
         if seen.method in READ_METHODS:
             return await self._authorize_read(state, seen)
         if seen.method != "tools/call":
@@ -229,6 +234,21 @@ class McpGuard:
             )
             return Rejection(error, rule=verdict.rule), verdict.rule
         return None, verdict.rule
+
+    async def _admit_session(self, seen: _Request) -> Rejection | None:
+        """An `initialize` opens a session that lives on: rate-limited, and bounded per client, so no
+        client can take the sessions every other client needs."""
+        assert seen.caller is not None
+        caller, policy = seen.caller, self._policy.current
+        wait = await self._limiter.acquire(caller.rate_key, policy.rate_limit(caller.subject))
+        if wait > 0:
+            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
+            return Rejection(error, retry_after_s=wait)
+        limit = self._config.max_sessions_per_client
+        if self._open_sessions is not None and self._open_sessions(caller) >= limit:
+            error = AccordError("rate_limited", f"{caller.client_id} already holds {limit} open sessions")
+            return Rejection(error, retry_after_s=60)
+        return None
 
     async def _authorize_read(self, state: dict[str, Any], seen: _Request) -> Rejection | None:
         assert seen.caller is not None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import mcp_types as types
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from accord.errors import AccordError
 from gateway.authorization import ANONYMOUS, Authorizer, Decision, ToolCallContext
 from gateway.call_relay import MAX_INPUT_ROUNDS, CallRelay, InputDeclined, InputRound
 from gateway.catalog import FederatedTool, ToolCatalog, split_federated_name
+from gateway.input_state import CallBinding, InputStateSeal, OpenedState
 from gateway.provenance import gateway_error_result, with_provenance
 from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
 from gateway.upstreams import UpstreamFailure, UpstreamPool
@@ -55,6 +57,16 @@ class _Trail:
         self.upstream: str | None = None
         self.decision: Decision | None = None
 
+    def binding(self, tool: str) -> CallBinding:
+        decision = self.decision
+        return CallBinding(
+            principal=decision.principal if decision else ANONYMOUS,
+            subject=decision.subject if decision else None,
+            grant_id=decision.grant_id if decision else None,
+            tool=tool,
+            arguments_sha256=self._digest,
+        )
+
     async def write(
         self, outcome: Outcome, reason: str | None = None, tool_error: bool | None = None
     ) -> None:
@@ -86,8 +98,14 @@ class ToolCallPipeline:
     upstream failures return an `is_error` result, because the model should see and handle them."""
 
     def __init__(
-        self, catalog: ToolCatalog, pool: UpstreamPool, authorizer: Authorizer, audit: ToolCallAudit
+        self,
+        catalog: ToolCatalog,
+        pool: UpstreamPool,
+        authorizer: Authorizer,
+        audit: ToolCallAudit,
+        seal: InputStateSeal | None = None,
     ) -> None:
+        self._seal = seal or InputStateSeal()
         self._catalog = catalog
         self._pool = pool
         self._authorizer = authorizer
@@ -137,38 +155,80 @@ class ToolCallPipeline:
     async def _forward(
         self, federated: FederatedTool, inbound: InboundCall, trail: _Trail
     ) -> types.CallToolResult | types.InputRequiredResult:
+        binding = trail.binding(federated.name)
+        answers = inbound.answers or InputRound()
+        try:
+            opened = self._seal.open(answers.request_state, answers.responses, binding)
+        except AccordError as exc:
+            await trail.write(Outcome.REJECTED, exc.reason)
+            raise
+        try:
+            return await self._rounds(federated, inbound, trail, opened)
+        except BaseException as exc:
+            # Whatever ends the call here (the caller went away, a bug), the upstream may have acted on it:
+            # it is on the record before the error goes on.
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            with anyio.CancelScope(shield=True):
+                if cancelled:
+                    await trail.write(Outcome.CANCELLED)
+                else:
+                    await trail.write(Outcome.FAILED, "internal_error")
+            raise
+
+    async def _rounds(
+        self, federated: FederatedTool, inbound: InboundCall, trail: _Trail, opened: OpenedState
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """The call, and for a caller asked in its session, each retry with its answers: one audit record
+        per upstream call."""
         upstream = self._pool.upstreams[federated.upstream]
         tool, schema, relay = federated.upstream_tool, federated.tool.output_schema, inbound.relay
+        arguments = dict(inbound.arguments)
+        asked = InputRound(opened.responses, opened.upstream_state)
         try:
-            result = await upstream.call_tool(tool, dict(inbound.arguments), schema, relay, inbound.answers)
-            rounds = 0
-            # A caller in a session is asked here, and the call retried with its answers.
-            while isinstance(result, types.InputRequiredResult) and relay is not None and relay.can_ask:
-                if rounds == MAX_INPUT_ROUNDS:
-                    raise InputDeclined(f"the tool asked for input more than {MAX_INPUT_ROUNDS} times")
-                rounds += 1
-                answers = await _answers(relay, result)
-                again = InputRound(answers, result.request_state)
-                result = await upstream.call_tool(tool, dict(inbound.arguments), schema, relay, again)
+            for _ in range(MAX_INPUT_ROUNDS + 1):
+                result = await upstream.call_tool(tool, arguments, schema, relay, asked)
+                if not isinstance(result, types.InputRequiredResult):
+                    break
+                if relay is None or not relay.can_ask:
+                    return await self._input_required(federated, trail, result, relay)
+                await trail.write(Outcome.INPUT_REQUIRED)
+                answers = await _answers(relay, result, federated.upstream)
+                asked = InputRound(answers, result.request_state)
+            else:
+                raise InputDeclined(f"the tool asked for input more than {MAX_INPUT_ROUNDS} times")
         except UpstreamFailure as exc:
             await trail.write(Outcome.FAILED, exc.reason)
             return gateway_error_result(exc.reason, exc.detail, federated.upstream, tool)
         except InputDeclined as declined:
             await trail.write(Outcome.FAILED, "input_unavailable")
             return gateway_error_result("input_unavailable", str(declined), federated.upstream, tool)
-        if isinstance(result, types.InputRequiredResult):
-            # A 2026-07-28 caller answers it itself, by retrying the call with the answers.
-            await trail.write(Outcome.INPUT_REQUIRED)
-            return result
         received_at = datetime.now(UTC)
         await trail.write(Outcome.OK, tool_error=bool(result.is_error))
         return with_provenance(result, federated.upstream, tool, received_at)
 
+    async def _input_required(
+        self,
+        federated: FederatedTool,
+        trail: _Trail,
+        result: types.InputRequiredResult,
+        relay: CallRelay | None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """An upstream's question to a caller the gateway cannot ask: a 2026-07-28 caller gets it (its
+        state sealed to this call) and answers by retrying; any other caller cannot answer at all."""
+        if relay is None or not relay.answers_itself:
+            raise InputDeclined("the caller cannot be asked for input")
+        binding = trail.binding(federated.name)
+        sealed = self._seal.seal(result.request_state, binding, result.input_requests or {})
+        await trail.write(Outcome.INPUT_REQUIRED)
+        return result.model_copy(update={"request_state": sealed})
 
-async def _answers(relay: CallRelay, asked: types.InputRequiredResult) -> dict[str, Any] | None:
+
+async def _answers(
+    relay: CallRelay, asked: types.InputRequiredResult, upstream: str
+) -> dict[str, Any] | None:
     """The caller's answers to what the upstream asked; an ask of nothing (the upstream only carries its
     state forward) is retried after a pause, as the SDK's own client does."""
     if not asked.input_requests:
         await asyncio.sleep(_STATE_ONLY_PAUSE_S)
         return None
-    return await relay.ask(asked.input_requests)
+    return await relay.ask(asked.input_requests, upstream)

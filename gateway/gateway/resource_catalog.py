@@ -160,9 +160,7 @@ class ReadTarget:
     scope: str
 
 
-READ_METHODS = frozenset(
-    {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get", "completion/complete"}
-)
+READ_METHODS = frozenset({"resources/read", "resources/subscribe", "prompts/get", "completion/complete"})
 _MAX_TARGET = 2048
 
 
@@ -178,7 +176,7 @@ class ServerFeatures:
         it names nothing the gateway federates."""
         if not isinstance(params, dict):
             raise AccordError("invalid_input", f"{method} needs params")
-        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+        if method in ("resources/read", "resources/subscribe"):
             return await self._resource(_text(params.get("uri"), "uri"))
         if method == "prompts/get":
             return await self._prompt(_text(params.get("name"), "name"))

@@ -6,15 +6,15 @@ A session's `resources/subscribe` (authorized like a read of that resource) open
 its standalone stream). The subscribe request is answered once the upstream has acknowledged the listen
 and honored the subscription, so a subscription the gateway could never serve is refused, not accepted.
 
-A watch whose stream drops is re-opened after the retry interval (the upstream sends no replay, so the
-session is told the resource may have changed). `resources/unsubscribe`, the end of the session and the
+A watch whose stream drops is re-opened after the retry interval, backing off to `MAX_BACKOFF_S` while it
+keeps failing; once it is open again the session is told the resource may have changed (the upstream
+replays nothing). `resources/unsubscribe`, the end of the session and the
 gateway's shutdown close it. A session holds at most `MAX_PER_SESSION` watches.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -24,30 +24,30 @@ from gateway.upstreams import Upstream, UpstreamFailure
 logger = logging.getLogger(__name__)
 
 MAX_PER_SESSION = 64
+MAX_BACKOFF_S = 60.0
 # Tells the session its resource changed (the URI as it subscribed).
 Notify = Callable[[], Awaitable[None]]
-_Key = tuple[str, str]
 
 
 class ResourceWatches:
     def __init__(self, retry_interval: float) -> None:
         self._retry_interval = retry_interval
-        self._watches: dict[_Key, asyncio.Task[None]] = {}
+        self._sessions: dict[str, dict[str, asyncio.Task[None]]] = {}
 
     def watching(self, session: str) -> set[str]:
-        return {uri for owner, uri in self._watches if owner == session}
+        return set(self._sessions.get(session, {}))
 
     async def subscribe(self, session: str, uri: str, upstream: Upstream, notify: Notify) -> None:
         """Watch `uri` for `session` (again subscribing is a no-op); returns once the upstream honors it."""
-        key = (session, uri)
-        if key in self._watches:
+        watches = self._sessions.setdefault(session, {})
+        if uri in watches:
             return
-        if len(self.watching(session)) >= MAX_PER_SESSION:
+        if len(watches) >= MAX_PER_SESSION:
             raise AccordError("policy_denied", f"a session holds at most {MAX_PER_SESSION} subscriptions")
         honored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(self._watch(upstream, uri, notify, honored), name=f"watch {upstream.name}")
-        self._watches[key] = task
-        task.add_done_callback(lambda _: self._forget(key, task))
+        watches[uri] = task
+        task.add_done_callback(lambda _: self._ended(session, uri, task, honored))
         try:
             await asyncio.shield(honored)
         except BaseException:
@@ -55,24 +55,31 @@ class ResourceWatches:
             raise
 
     def unsubscribe(self, session: str, uri: str) -> None:
-        task = self._watches.pop((session, uri), None)
+        task = self._sessions.get(session, {}).pop(uri, None)
         if task is not None:
             task.cancel()
 
     def end_session(self, session: str) -> None:
-        for uri in self.watching(session):
-            self.unsubscribe(session, uri)
+        for task in self._sessions.pop(session, {}).values():
+            task.cancel()
 
     async def aclose(self) -> None:
-        tasks = list(self._watches.values())
-        self._watches.clear()
+        tasks = [task for watches in self._sessions.values() for task in watches.values()]
+        self._sessions.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _forget(self, key: _Key, task: asyncio.Task[None]) -> None:
-        if self._watches.get(key) is task:
-            del self._watches[key]
+    def _ended(self, session: str, uri: str, task: asyncio.Task[None], honored: asyncio.Future[None]) -> None:
+        if not honored.done():
+            # Ended (unsubscribed, session gone) before the upstream took it: nobody is left waiting.
+            honored.set_exception(AccordError("upstream_unavailable", "the subscription ended early"))
+            honored.exception()  # retrieved: whoever subscribed may have gone
+        watches = self._sessions.get(session, {})
+        if watches.get(uri) is task:
+            del watches[uri]
+        if not watches:
+            self._sessions.pop(session, None)
 
     async def _watch(
         self, upstream: Upstream, uri: str, notify: Notify, honored: asyncio.Future[None]
@@ -80,9 +87,10 @@ class ResourceWatches:
         refused = AccordError(
             "upstream_unavailable", f"upstream {upstream.name!r} did not take the subscription"
         )
+        acknowledged, delay = honored, self._retry_interval
         while True:
             try:
-                await upstream.watch_resource(uri, notify, honored)
+                await upstream.watch_resource(uri, notify, acknowledged)
             except (UpstreamFailure, AccordError) as exc:
                 logger.warning("resource watch lost", extra={"upstream": upstream.name, "reason": exc.reason})
                 refused = AccordError(exc.reason, exc.detail)
@@ -94,7 +102,16 @@ class ResourceWatches:
                 # Never acknowledged: the subscriber is refused rather than left waiting.
                 honored.set_exception(refused)
                 return
-            await asyncio.sleep(self._retry_interval)
-            # The upstream replays nothing: updates may have been missed while the stream was down.
-            with contextlib.suppress(Exception):
-                await notify()
+            if acknowledged.done() and acknowledged.exception() is None:
+                delay = self._retry_interval  # it was up: start backing off afresh
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            acknowledged = asyncio.get_running_loop().create_future()
+            # The upstream replays nothing: once it watches again, updates may have been missed.
+            acknowledged.add_done_callback(lambda done: _notify_if_acknowledged(done, notify))
+
+
+def _notify_if_acknowledged(acknowledged: asyncio.Future[None], notify: Notify) -> None:
+    if not acknowledged.cancelled() and acknowledged.exception() is None:
+        task = asyncio.ensure_future(notify())
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())

@@ -41,6 +41,10 @@ class GatewaySettings(ServiceSettings):
     # subscriptions. A session lives on the replica that opened it; an idle one is closed.
     gateway_session_idle_seconds: float = Field(default=1800.0, gt=0)
     gateway_max_sessions: int = Field(default=10_000, ge=1)
+    gateway_max_sessions_per_client: int = Field(default=100, ge=1)
+    # Signs the state of an elicitation/sampling round a 2026-07-28 caller echoes back
+    # (`gateway.input_state`); replicas must share it. Unset: each process draws its own.
+    gateway_input_state_secret: SecretStr | None = Field(default=None, min_length=32)
     # Extra Host header values the MCP endpoint accepts (DNS-rebinding protection), e.g. a compose name.
     gateway_allowed_hosts: list[str] = Field(default_factory=list)
     # Bearer secret of the client admin API (`/admin/clients`); without it that API is disabled.

@@ -25,6 +25,7 @@ _MAX_NAME = 256
 class Outcome(StrEnum):
     OK = "ok"  # the upstream answered (its answer may still be a tool error)
     INPUT_REQUIRED = "input_required"  # the upstream asked the caller for input; the caller retries
+    CANCELLED = "cancelled"  # the caller went away while the upstream had the call
     DENIED = "denied"  # the authorizer refused the call
     REJECTED = "rejected"  # the call named no known tool
     FAILED = "failed"  # the upstream, or the gateway itself, could not serve the call

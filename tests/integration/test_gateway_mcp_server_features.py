@@ -75,6 +75,7 @@ BACK_CHANNEL_TOOLS = [
 ]
 ASKER_SCOPES = [f"tool:{UPSTREAM}.{tool}" for tool in BACK_CHANNEL_TOOLS] + [f"resources:{UPSTREAM}"]
 WATCHED = "test://watched-resource"
+SESSIONS_PER_CLIENT = 3
 FIXTURE = repo_root() / "conformance" / "fixture_server.py"
 
 
@@ -131,6 +132,7 @@ async def world(
     upstreams = {**json.loads(resolved["ACCORD_GATEWAY_UPSTREAMS"]), UPSTREAM: fixture_url + "/mcp"}
     upstream_secrets = {**json.loads(resolved["ACCORD_GATEWAY_UPSTREAM_SECRETS"]), UPSTREAM: fixture_secret}
     gateway_env = {
+        "ACCORD_GATEWAY_MAX_SESSIONS_PER_CLIENT": str(SESSIONS_PER_CLIENT),
         "ACCORD_GATEWAY_UPSTREAMS": json.dumps(upstreams),
         "ACCORD_GATEWAY_UPSTREAM_SECRETS": json.dumps(upstream_secrets),
         "ACCORD_GATEWAY_UNPREFIXED_UPSTREAM": UPSTREAM,
@@ -418,17 +420,16 @@ async def test_elicitation_and_sampling_reach_the_caller_and_its_answers_the_ups
     assert getattr(sampling.messages[0].content, "text", None) == "Say something"
     assert text_of(sampled) == "LLM response: a sampled answer"
 
+    # Asked in the session (the gateway retried upstream) or by the caller's own retry: one audit record
+    # per upstream call either way.
     records = (await asker_records(world))[before:]
-    outcomes = [(r["details"]["tool"], r["outcome"]) for r in records]
-    if mode == "legacy":  # the gateway asked on the session, and retried upstream itself
-        assert outcomes == [("fixture.test_elicitation", "ok"), ("fixture.test_sampling", "ok")]
-    else:  # the caller got the question and retried: each round a call of its own, authorized and audited
-        assert outcomes == [
-            ("fixture.test_elicitation", "input_required"),
-            ("fixture.test_elicitation", "ok"),
-            ("fixture.test_sampling", "input_required"),
-            ("fixture.test_sampling", "ok"),
-        ]
+    assert [(r["details"]["tool"], r["outcome"]) for r in records] == [
+        ("fixture.test_elicitation", "input_required"),
+        ("fixture.test_elicitation", "ok"),
+        ("fixture.test_sampling", "input_required"),
+        ("fixture.test_sampling", "ok"),
+    ]
+    assert getattr(sampling, "include_context", None) in (None, "none")
 
 
 async def test_a_caller_without_the_capability_is_never_asked_and_the_call_ends_input_unavailable(
@@ -443,8 +444,11 @@ async def test_a_caller_without_the_capability_is_never_asked_and_the_call_ends_
     assert result.is_error
     assert result.meta is not None
     assert result.meta["accord/error"]["reason"] == "input_unavailable"
-    [record] = (await asker_records(world))[before:]
-    assert (record["outcome"], record["reason"]) == ("failed", "input_unavailable")
+    records = (await asker_records(world))[before:]  # the upstream asked; the gateway could not ask on
+    assert [(r["outcome"], r["reason"]) for r in records] == [
+        ("input_required", None),
+        ("failed", "input_unavailable"),
+    ]
 
 
 async def test_a_session_is_served_only_to_the_identity_that_opened_it(world: World) -> None:
@@ -511,3 +515,78 @@ async def test_a_subscription_without_a_session_or_that_nothing_watches_is_refus
     assert no_session.json()["error"]["data"]["reason"] == "invalid_input"
     assert unknown.json()["error"]["code"] == -32602
     assert_rejected(without_scope, 403, "insufficient_scope", "insufficient_scope")
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+}
+
+
+async def modern_call(world: World, token: str, arguments: dict[str, Any], **params: Any) -> dict[str, Any]:
+    """A raw 2026-07-28 `tools/call` of the fixture's elicitation tool; the JSON-RPC response."""
+    headers = {
+        **MCP_HEADERS,
+        "authorization": f"Bearer {token}",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "tools/call",
+        "mcp-name": "test_elicitation",
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "test_elicitation", "arguments": arguments, "_meta": MODERN_META, **params},
+    }
+    response = await world.mesh.http.post(world.mesh.mcp_url, json=body, headers=headers)
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def test_a_rounds_state_is_sealed_to_its_call_and_caller(world: World) -> None:
+    token = world.token(ASKER_SCOPES, client_id=ASKER)
+    arguments = {"message": "Who are you?"}
+    asked = (await modern_call(world, token, arguments))["result"]
+    state = asked["requestState"]
+    answer = {"elicit": {"action": "accept", "content": {"username": "ada", "email": "a@example.org"}}}
+    impostor = world.mesh.mint(scopes=ASKER_SCOPES, client_id=ASKER, subject="someone-else")
+    calls_before = await world.reads_at_fixture("tools/call")
+    before = len(await asker_records(world))
+
+    refusals = [
+        await modern_call(world, impostor, arguments, requestState=state, inputResponses=answer),
+        await modern_call(world, token, {"message": "Other"}, requestState=state, inputResponses=answer),
+        await modern_call(world, token, arguments, requestState=state[:-2] + "AA", inputResponses=answer),
+        await modern_call(world, token, arguments, inputResponses=answer),  # answers to nothing asked
+        await modern_call(
+            world, token, arguments, requestState=state, inputResponses={"other": answer["elicit"]}
+        ),
+    ]
+    genuine = await modern_call(world, token, arguments, requestState=state, inputResponses=answer)
+
+    assert asked["resultType"] == "input_required"
+    assert state.startswith("accord-input-1.")
+    for refused in refusals:
+        assert refused["error"]["code"] == -32602, refused
+        assert refused["error"]["data"]["reason"] == "invalid_input"
+    assert await world.reads_at_fixture("tools/call") == calls_before + 1  # only the genuine retry
+    assert "action=accept" in genuine["result"]["content"][0]["text"]
+    records = (await asker_records(world))[before:]
+    assert [(r["outcome"], r["reason"]) for r in records] == [("rejected", "invalid_input")] * 5 + [
+        ("ok", None)
+    ]
+
+
+async def test_a_client_holds_a_bounded_number_of_sessions(world: World) -> None:
+    token = world.token(ASKER_SCOPES[:1], client_id="session-hoarder")
+    headers = {**MCP_HEADERS, "authorization": f"Bearer {token}"}
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "h", "version": "1"}}
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    statuses = [
+        (await world.mesh.http.post(world.mesh.mcp_url, json=opening, headers=headers)).status_code
+        for _ in range(SESSIONS_PER_CLIENT + 1)
+    ]
+    assert statuses == [200] * SESSIONS_PER_CLIENT + [429]
+    refused = [r for r in await world.mesh.audit.records() if r["actor"] == "session-hoarder"]
+    assert [(r["outcome"], r["reason"]) for r in refused][-1:] == [("denied", "rate_limited")]

@@ -16,7 +16,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from gateway.call_relay import UpstreamEvents, level_allows
+from gateway.call_relay import MAX_EVENT_CHARS, InputDeclined, UpstreamEvents, level_allows, relayable
 from gateway.mcp_endpoint import wants_session
 
 
@@ -26,6 +26,7 @@ class Recorder:
     log_level: types.LoggingLevel | None = "warning"
     capabilities: dict[str, Any] = field(default_factory=dict)
     can_ask: bool = False
+    answers_itself: bool = False
     seen: list[tuple[Any, ...]] = field(default_factory=list)
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
@@ -35,7 +36,7 @@ class Recorder:
         if level_allows(self.log_level, level):
             self.seen.append(("log", level, data))
 
-    async def ask(self, requests: Any) -> dict[str, Any]:
+    async def ask(self, requests: Any, upstream: str) -> dict[str, Any]:
         raise AssertionError("not asked here")
 
 
@@ -111,3 +112,48 @@ def test_requests_are_served_in_a_session_only_when_they_need_one(
     request_scope: dict[str, Any], message: dict[str, Any] | None, in_session: bool
 ) -> None:
     assert wants_session(request_scope, message) is in_session
+
+
+async def test_an_oversized_event_is_skipped_whole_and_a_split_character_survives() -> None:
+    relay = Recorder(log_level="debug")
+    events = UpstreamEvents(relay)
+    huge = event(log("error", "x" * (MAX_EVENT_CHARS + 10)))
+    for start in range(0, len(huge), 65_536):
+        await events.feed(huge[start : start + 65_536])
+    crlf = f"data: {json.dumps(log('error', 'café'), ensure_ascii=False)}\r\n\r\n".encode()
+    split = crlf.index("é".encode()) + 1  # inside the two bytes of é
+    await events.feed(crlf[:split])
+    await events.feed(crlf[split:])
+    assert relay.seen == [("log", "error", "café")]
+
+
+def test_only_form_elicitation_and_toolless_sampling_reach_a_caller_marked_as_the_upstreams() -> None:
+    form = types.ElicitRequest(
+        params=types.ElicitRequestFormParams(
+            message="m", requested_schema={"type": "object", "properties": {}}
+        )
+    )
+    url = types.ElicitRequest(
+        params=types.ElicitRequestURLParams(message="m", url="https://evil.example/login", elicitation_id="e")
+    )
+    message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text="hi"))
+    everything = types.CreateMessageRequest(
+        params=types.CreateMessageRequestParams(
+            messages=[message], max_tokens=5, include_context="allServers"
+        )
+    )
+    tools = types.Tool(name="t", input_schema={"type": "object"})
+    with_tools = types.CreateMessageRequest(
+        params=types.CreateMessageRequestParams(messages=[message], max_tokens=5, tools=[tools])
+    )
+
+    relayed_form = relayable(form, "fixture")
+    relayed_sampling = relayable(everything, "fixture")
+    with pytest.raises(InputDeclined):
+        relayable(url, "fixture")
+    with pytest.raises(InputDeclined):
+        relayable(with_tools, "fixture")
+    assert isinstance(relayed_form, types.ElicitRequest)
+    assert relayed_form.params.meta == {"accord/provenance": {"upstream": "fixture", "untrusted": True}}
+    assert isinstance(relayed_sampling, types.CreateMessageRequest)
+    assert relayed_sampling.params.include_context == "none"

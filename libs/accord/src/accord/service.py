@@ -268,6 +268,7 @@ async def read_json_object(request: Request, max_bytes: int = 1_000_000) -> dict
 
 
 BackgroundServer = Callable[[], AbstractAsyncContextManager[None]]
+SSE_DRAIN_GRACE_S = 3.0
 
 
 class OwnSignalsServer(uvicorn.Server):
@@ -300,13 +301,18 @@ async def _serve(app: FastAPI, host: str, port: int, extra: list[BackgroundServe
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     server = OwnSignalsServer(config)
 
-    def begin_shutdown() -> None:
-        server.should_exit = True
-        # Open SSE streams (MCP sessions, A2A subscriptions) end now, so the server can drain: uvicorn
-        # otherwise waits for every open response to finish before it stops.
+    loop = asyncio.get_running_loop()
+
+    def end_streams() -> None:
         AppStatus.should_exit = True
 
-    loop = asyncio.get_running_loop()
+    def begin_shutdown() -> None:
+        server.should_exit = True
+        # uvicorn waits for every open response before it stops, and a held-open SSE stream (an MCP
+        # session's, an A2A subscription) never ends by itself: after a grace period in which answers
+        # under way (some of them streamed) can finish, the streams still open are ended.
+        loop.call_later(SSE_DRAIN_GRACE_S, end_streams)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, begin_shutdown)
 
