@@ -46,7 +46,7 @@ from accord.agent.settings import AgentSettings
 from accord.agent.testing import serving
 from accord.cards import build_card
 from accord.mesh import MeshRunner
-from accord.payloads import skill_request, task_result
+from accord.payloads import artifact_data, skill_request, task_result
 from accord.registry_client import RegisteredAgent, RegistryClient
 from accord.testing.ports import free_port
 from accord.topology import load_topology
@@ -86,7 +86,7 @@ class BenchAgent(Agent):
             "name": self.name,
             "description": "benchmark agent",
             "version": "1.0.0",
-            "capabilities": {"streaming": False},
+            "capabilities": {"streaming": True},
             "defaultInputModes": ["application/json"],
             "defaultOutputModes": ["application/json"],
             "skills": skills,
@@ -290,12 +290,16 @@ class Sides:
             deadline=time.time() + STEP_TIMEOUT_S,
         )
         context = ClientCallContext(service_parameters={"authorization": f"Bearer {bearer}"})
+        # Streamed as the orchestrator's steps are (the agents' cards say they can): the result arrives as
+        # the task's artifact, or in the task itself.
         async for event in client.send_message(SendMessageRequest(message=message), context=context):
-            if event.WhichOneof("payload") == "task":
-                output = task_result(event.task)
-                assert output is not None, event.task.status
+            kind = event.WhichOneof("payload")
+            output = task_result(event.task) if kind == "task" else None
+            if kind == "artifact_update":
+                output = artifact_data(event.artifact_update.artifact)
+            if output is not None:
                 return float(output["worked_ms"])
-        raise RuntimeError(f"agent {index} answered without a task")
+        raise RuntimeError(f"agent {index} answered without a result")
 
     async def bare(self, count: int) -> Sample:
         assert self.relay is not None

@@ -38,12 +38,12 @@ def test_the_relay_transport_and_mode_come_from_the_environment_and_nothing_else
 ) -> None:
     assert (OrchestratorSettings(**BASE).relay_transport, OrchestratorSettings(**BASE).relay_streaming) == (
         "JSONRPC",
-        False,
+        True,
     )
     monkeypatch.setenv("ACCORD_RELAY_TRANSPORT", "GRPC")
-    monkeypatch.setenv("ACCORD_RELAY_STREAMING", "true")
+    monkeypatch.setenv("ACCORD_RELAY_STREAMING", "false")
     settings = OrchestratorSettings(**BASE)
-    assert (settings.relay_transport, settings.relay_streaming) == ("GRPC", True)
+    assert (settings.relay_transport, settings.relay_streaming) == ("GRPC", False)
     monkeypatch.setenv("ACCORD_RELAY_TRANSPORT", "carrier-pigeon")
     with pytest.raises(ValidationError):
         OrchestratorSettings(**BASE)

@@ -32,9 +32,12 @@ class OrchestratorSettings(ServiceSettings):
     # with its `a2a:delegate` token, and replies must be signed for it (their audience is this client id).
     client_id: str | None = None
     client_secret: SecretStr | None = None
-    # How steps reach the relay: its A2A transport, and whether replies stream (task events as they come).
+    # How steps reach the relay: its A2A transport, and whether replies stream (task events as they come)
+    # to agents whose card says they can. Streaming is measured to cost a fan-out far less: the agent's
+    # task is known from the first event and its end arrives as it happens, where a unary step must be
+    # polled for (each poll a relayed, signed exchange, and the end seen only at the next poll).
     relay_transport: Literal["JSONRPC", "HTTP+JSON", "GRPC"] = "JSONRPC"
-    relay_streaming: bool = False
+    relay_streaming: bool = True
     # This replica's name in run leases (default: host name and base URL: stable across local restarts,
     # so a restarted process resumes its own runs at once, yet distinct for replicas that share one
     # public URL, as pods behind a Service do), and how long a lease holds unless renewed: another replica
