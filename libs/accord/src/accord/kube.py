@@ -48,6 +48,10 @@ PLACEHOLDER_OBJECTS = (
 )
 
 
+# As long as the gateway keeps an idle MCP session (`ACCORD_GATEWAY_SESSION_IDLE_SECONDS`).
+GATEWAY_SESSION_AFFINITY_S = 1800
+
+
 def labels(name: str, component: str) -> dict[str, str]:
     return {NAME_LABEL: name, "app.kubernetes.io/component": component, **PART_OF}
 
@@ -181,7 +185,13 @@ def workload(topology: Topology, spec: ServiceSpec) -> list[dict[str, Any]]:
             "metadata": meta(spec.name, spec.kind),
             "spec": deployment_spec,
         },
-        service(spec.name, spec.kind, container_ports(spec), headless=spec.kind == "agent"),
+        service(
+            spec.name,
+            spec.kind,
+            container_ports(spec),
+            headless=spec.kind == "agent",
+            sticky_s=GATEWAY_SESSION_AFFINITY_S if spec.kind == "gateway" else None,
+        ),
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
@@ -197,15 +207,30 @@ def workload(topology: Topology, spec: ServiceSpec) -> list[dict[str, Any]]:
     return docs
 
 
-def service(name: str, component: str, ports: list[dict[str, Any]], headless: bool = False) -> dict[str, Any]:
+def service(
+    name: str,
+    component: str,
+    ports: list[dict[str, Any]],
+    headless: bool = False,
+    sticky_s: int | None = None,
+) -> dict[str, Any]:
     """`headless`: the name resolves to the pods themselves, so an agent registering itself is found at the
-    address its card URL leads to (the registry checks that), and the relay spreads over the pods."""
+    address its card URL leads to (the registry checks that), and the relay spreads over the pods.
+    `sticky_s`: a client keeps reaching the same pod while it is active (the gateway's MCP sessions of
+    handshake-version clients live on the replica that opened them)."""
+    affinity: dict[str, Any] = {}
+    if sticky_s is not None:
+        affinity = {
+            "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": sticky_s}},
+        }
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta(name, component),
         "spec": {
             **({"clusterIP": "None"} if headless else {}),
+            **affinity,
             "selector": {NAME_LABEL: name},
             "ports": [
                 {"name": p["name"], "port": p["containerPort"], "targetPort": p["name"]} for p in ports
