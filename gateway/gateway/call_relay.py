@@ -24,12 +24,14 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 MAX_INPUT_ROUNDS = 10
 MAX_EVENT_CHARS = 1_048_576
+# An SSE event ends at a blank line, whichever line ending the upstream uses.
+_EVENT_END = re.compile(r"\r\n\r\n|\n\r\n|\r\n\n|\n\n|\r\r")
 # How long a caller may take over one question (a person may be answering it).
 ASK_TIMEOUT_S = 300.0
 LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
@@ -233,25 +237,28 @@ class UpstreamEvents:
         self._relay = relay
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pending = ""
+        self._scanned = 0  # where the next search for an event's end starts
         self._skipping = False  # inside an event too large to relay, until its end
 
     async def feed(self, chunk: bytes) -> None:
-        text = self._decoder.decode(chunk)
-        # Only the new text is searched for event ends (from three characters back: a split separator).
-        start = max(len(self._pending) - 3, 0)
-        self._pending += text
-        while (end := _event_end(self._pending, start)) is not None:
-            block, separator_end = end
-            if not self._skipping and block <= MAX_EVENT_CHARS:
-                data = event_data(self._pending[:block].replace("\r\n", "\n"))
+        """Relay the events `chunk` completes. Linear in what arrives: the buffer is searched from where
+        the last search stopped (less the length of a separator split across chunks) and cut once."""
+        self._pending += self._decoder.decode(chunk)
+        taken = 0
+        for end in _EVENT_END.finditer(self._pending, self._scanned):
+            if not self._skipping and end.start() - taken <= MAX_EVENT_CHARS:
+                data = event_data(self._pending[taken : end.start()].replace("\r\n", "\n"))
                 if data:
                     await self._relay_message(data)
             self._skipping = False
-            self._pending = self._pending[separator_end:]
-            start = 0
+            taken = end.end()
+        self._pending = self._pending[taken:]
         if len(self._pending) > MAX_EVENT_CHARS:
-            # An upstream may stream a large final result, never an oversized notification worth relaying.
-            self._pending, self._skipping = "", True
+            # An upstream may stream a large final result, never an oversized notification worth relaying:
+            # the rest of this event is skipped (its last characters kept: they may begin the separator).
+            self._pending, self._skipping = self._pending[-3:], True
+        self._scanned = max(len(self._pending) - 3, 0)
+        await anyio.lowlevel.checkpoint()  # a long stream's parsing never holds the event loop
 
     async def _relay_message(self, data: str) -> None:
         try:
@@ -272,12 +279,6 @@ class UpstreamEvents:
             level, name = params.get("level"), params.get("logger")
             if level in LOG_LEVELS and (name is None or isinstance(name, str)):
                 await self._relay.log(level, params.get("data"), name)
-
-
-def _event_end(text: str, start: int) -> tuple[int, int] | None:
-    """Where the first event in `text` (searched from `start`) ends, and where the next begins."""
-    found = [(i, i + len(sep)) for sep in ("\r\n\r\n", "\n\n") if (i := text.find(sep, start)) != -1]
-    return min(found) if found else None
 
 
 def event_data(block: str) -> str:

@@ -265,7 +265,14 @@ class Federation:
             await self.watches.subscribe(session, uri, upstream, notify)
             return types.EmptyResult()
 
-        return await self._read(ctx, "resources/subscribe", {"uri": uri}, uri, subscribe)
+        existed = session is not None and uri in self.watches.watching(session)
+        try:
+            return await self._read(ctx, "resources/subscribe", {"uri": uri}, uri, subscribe)
+        except BaseException:
+            # Not answered as subscribed (refused, or its audit record failed): no watch of it stays.
+            if session is not None and not existed:
+                self.watches.unsubscribe(session, uri)
+            raise
 
     async def _unsubscribe_resource(
         self, ctx: ServerRequestContext[Federation, Any], params: types.UnsubscribeRequestParams

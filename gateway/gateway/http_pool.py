@@ -56,8 +56,8 @@ class KeepAlivePool:
     async def post(
         self, body: bytes, headers: dict[str, str], on_chunk: OnChunk | None = None
     ) -> HttpResponse:
-        """The response to one POST. `on_chunk` sees a chunked body's chunks as they arrive (a
-        streamed response), or a whole body at once."""
+        """The response to one POST. `on_chunk` sees an event stream's chunks as they arrive (or its
+        whole body at once, when it is not chunked)."""
         request = self._request(body, headers)
         try:
             async with asyncio.timeout(self._timeout):
@@ -145,7 +145,10 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 async def _read_body(
     reader: asyncio.StreamReader, headers: dict[str, str], on_chunk: OnChunk | None
 ) -> tuple[bytes, bool]:
-    """The body and whether the connection can carry another request."""
+    """The body and whether the connection can carry another request; `on_chunk` sees an event stream's
+    body only (what a JSON answer holds is read whole afterwards)."""
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "text/event-stream":
+        on_chunk = None
     body, reusable = await _read_chunks(reader, headers, on_chunk)
     if on_chunk is not None and "chunked" not in headers.get("transfer-encoding", "").lower() and body:
         await on_chunk(body)

@@ -79,7 +79,7 @@ class InputStateSeal:
                 raise AccordError("invalid_input", "input responses need the request state they answer")
             return OpenedState(None, None)
         payload = self._verified(envelope)
-        if not hmac.compare_digest(str(payload.get("b")), binding.digest()):
+        if not hmac.compare_digest(str(payload.get("b")).encode(), binding.digest().encode()):
             raise AccordError("invalid_input", "the request state belongs to another call")
         expires = payload.get("e")
         if not isinstance(expires, int) or expires < time.time():
@@ -93,7 +93,8 @@ class InputStateSeal:
     def _verified(self, envelope: str) -> dict[str, Any]:
         prefix, _, rest = envelope.partition(".")
         body, _, mac = rest.partition(".")
-        if len(envelope) > _MAX_ENVELOPE or prefix != PREFIX or not hmac.compare_digest(mac, self._mac(body)):
+        genuine = hmac.compare_digest(mac.encode(), self._mac(body).encode())
+        if len(envelope) > _MAX_ENVELOPE or prefix != PREFIX or not genuine:
             raise AccordError("invalid_input", "the request state is not one this gateway issued")
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -104,7 +105,7 @@ class InputStateSeal:
         return payload
 
     def _mac(self, body: str) -> str:
-        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+        return _b64(hmac.new(self._key, body.encode("utf-8", "replace"), hashlib.sha256).digest())
 
 
 def _b64(raw: bytes) -> str:

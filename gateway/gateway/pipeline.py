@@ -56,6 +56,8 @@ class _Trail:
         self._digest = argument_digest(inbound.arguments)
         self.upstream: str | None = None
         self.decision: Decision | None = None
+        # Whether the current round (one upstream call, or the refusal before any) has its record.
+        self.recorded = False
 
     def binding(self, tool: str) -> CallBinding:
         decision = self.decision
@@ -70,6 +72,13 @@ class _Trail:
     async def write(
         self, outcome: Outcome, reason: str | None = None, tool_error: bool | None = None
     ) -> None:
+        """The record of the current round; shielded, so a caller going away cannot cut it in half (and
+        the round is not recorded twice)."""
+        self.recorded = True
+        with anyio.CancelScope(shield=True):
+            await self._record(outcome, reason, tool_error)
+
+    async def _record(self, outcome: Outcome, reason: str | None, tool_error: bool | None) -> None:
         decision = self.decision
         await self._audit.record(
             ToolCallRecord(
@@ -166,10 +175,9 @@ class ToolCallPipeline:
             return await self._rounds(federated, inbound, trail, opened)
         except BaseException as exc:
             # Whatever ends the call here (the caller went away, a bug), the upstream may have acted on it:
-            # it is on the record before the error goes on.
-            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-            with anyio.CancelScope(shield=True):
-                if cancelled:
+            # the round is on the record before the error goes on.
+            if not trail.recorded:
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
                     await trail.write(Outcome.CANCELLED)
                 else:
                     await trail.write(Outcome.FAILED, "internal_error")
@@ -185,17 +193,20 @@ class ToolCallPipeline:
         arguments = dict(inbound.arguments)
         asked = InputRound(opened.responses, opened.upstream_state)
         try:
-            for _ in range(MAX_INPUT_ROUNDS + 1):
+            for round_number in range(MAX_INPUT_ROUNDS + 1):
+                trail.recorded = False
                 result = await upstream.call_tool(tool, arguments, schema, relay, asked)
                 if not isinstance(result, types.InputRequiredResult):
                     break
                 if relay is None or not relay.can_ask:
                     return await self._input_required(federated, trail, result, relay)
-                await trail.write(Outcome.INPUT_REQUIRED)
+                if round_number == MAX_INPUT_ROUNDS:
+                    raise InputDeclined(f"the tool asked for input more than {MAX_INPUT_ROUNDS} times")
+                # This round is recorded once its question is answered (or as the call's end if not).
                 answers = await _answers(relay, result, federated.upstream)
+                await trail.write(Outcome.INPUT_REQUIRED)
                 asked = InputRound(answers, result.request_state)
-            else:
-                raise InputDeclined(f"the tool asked for input more than {MAX_INPUT_ROUNDS} times")
+            assert not isinstance(result, types.InputRequiredResult)  # the last round raised instead
         except UpstreamFailure as exc:
             await trail.write(Outcome.FAILED, exc.reason)
             return gateway_error_result(exc.reason, exc.detail, federated.upstream, tool)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import Context
 
 from accord.errors import AccordError
 from gateway.upstreams import Upstream, UpstreamFailure
@@ -32,21 +33,27 @@ Notify = Callable[[], Awaitable[None]]
 class ResourceWatches:
     def __init__(self, retry_interval: float) -> None:
         self._retry_interval = retry_interval
-        self._sessions: dict[str, dict[str, asyncio.Task[None]]] = {}
+        # Per session, per URI: the watch's task and whether the upstream has taken it.
+        self._sessions: dict[str, dict[str, tuple[asyncio.Task[None], asyncio.Future[None]]]] = {}
 
     def watching(self, session: str) -> set[str]:
         return set(self._sessions.get(session, {}))
 
     async def subscribe(self, session: str, uri: str, upstream: Upstream, notify: Notify) -> None:
-        """Watch `uri` for `session` (again subscribing is a no-op); returns once the upstream honors it."""
+        """Watch `uri` for `session`; returns once the upstream honors it (subscribing again waits for
+        the same watch)."""
         watches = self._sessions.setdefault(session, {})
         if uri in watches:
+            await asyncio.shield(watches[uri][1])
             return
         if len(watches) >= MAX_PER_SESSION:
             raise AccordError("policy_denied", f"a session holds at most {MAX_PER_SESSION} subscriptions")
         honored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._watch(upstream, uri, notify, honored), name=f"watch {upstream.name}")
-        watches[uri] = task
+        # Not in the subscribing request's context: the watch outlives it, and its spans are its own.
+        task = asyncio.create_task(
+            self._watch(upstream, uri, notify, honored), name=f"watch {upstream.name}", context=Context()
+        )
+        watches[uri] = (task, honored)
         task.add_done_callback(lambda _: self._ended(session, uri, task, honored))
         try:
             await asyncio.shield(honored)
@@ -55,16 +62,16 @@ class ResourceWatches:
             raise
 
     def unsubscribe(self, session: str, uri: str) -> None:
-        task = self._sessions.get(session, {}).pop(uri, None)
-        if task is not None:
-            task.cancel()
+        watch = self._sessions.get(session, {}).pop(uri, None)
+        if watch is not None:
+            watch[0].cancel()
 
     def end_session(self, session: str) -> None:
-        for task in self._sessions.pop(session, {}).values():
+        for task, _ in self._sessions.pop(session, {}).values():
             task.cancel()
 
     async def aclose(self) -> None:
-        tasks = [task for watches in self._sessions.values() for task in watches.values()]
+        tasks = [task for watches in self._sessions.values() for task, _ in watches.values()]
         self._sessions.clear()
         for task in tasks:
             task.cancel()
@@ -76,7 +83,7 @@ class ResourceWatches:
             honored.set_exception(AccordError("upstream_unavailable", "the subscription ended early"))
             honored.exception()  # retrieved: whoever subscribed may have gone
         watches = self._sessions.get(session, {})
-        if watches.get(uri) is task:
+        if uri in watches and watches[uri][0] is task:
             del watches[uri]
         if not watches:
             self._sessions.pop(session, None)

@@ -157,3 +157,13 @@ def test_only_form_elicitation_and_toolless_sampling_reach_a_caller_marked_as_th
     assert relayed_form.params.meta == {"accord/provenance": {"upstream": "fixture", "untrusted": True}}
     assert isinstance(relayed_sampling, types.CreateMessageRequest)
     assert relayed_sampling.params.include_context == "none"
+
+
+async def test_every_blank_line_ending_ends_an_event_and_a_long_run_of_them_is_cheap() -> None:
+    relay = Recorder(log_level="debug")
+    events = UpstreamEvents(relay)
+    body = json.dumps(log("error", "a"))
+    await events.feed(f"data: {body}\n\r\n".encode())
+    await events.feed(f"data: {body}\r\r".encode())
+    await events.feed(b"\n\n" * 400_000)  # linear: was quadratic
+    assert relay.seen == [("log", "error", "a")] * 2

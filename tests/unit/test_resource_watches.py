@@ -83,3 +83,15 @@ async def test_a_session_holds_a_bounded_number_of_watches() -> None:
         await watches.subscribe("s1", "test://one-more", upstream(stand_in), notify)
     assert refused.value.reason == "policy_denied"
     await watches.aclose()
+
+
+async def test_subscribing_again_waits_for_the_same_watch_to_be_taken() -> None:
+    watches, stand_in = ResourceWatches(retry_interval=0.01), StandInUpstream(honors=False)
+
+    async def notify() -> None:
+        return None
+
+    first = asyncio.create_task(watches.subscribe("s1", "test://a", upstream(stand_in), notify))
+    second = asyncio.create_task(watches.subscribe("s1", "test://a", upstream(stand_in), notify))
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(outcome, AccordError) for outcome in outcomes)

@@ -150,6 +150,13 @@ def _payload(event: StreamResponse) -> Reply:
     return payload
 
 
+@dataclass
+class _Accepted:
+    """The task an agent accepted in one streamed exchange, once it has."""
+
+    task_id: str | None = None
+
+
 def _task_id(reply: Reply) -> str | None:
     if isinstance(reply, Task):
         return reply.id
@@ -215,11 +222,14 @@ class RelayHandler(RequestHandler):
         prepared = await self._prepare(admission, params.message)
         client = self._core.links.client(admission.agent, self._binding, streaming=True)
         request = _forwarded(params, prepared.message)
-        async with self._forwarding(admission, prepared.grant):
+        accepted = _Accepted()
+        async with self._forwarding(admission, prepared.grant, accepted):
             async for event in client.send_message(
                 request, context=self._call(prepared.step, prepared.timeout_s)
             ):
-                yield await self._returned(_payload(event), prepared.step, prepared.grant)
+                reply = _payload(event)
+                accepted.task_id = accepted.task_id or _task_id(reply)
+                yield await self._returned(reply, prepared.step, prepared.grant)
 
     # --- reads of relayed tasks -----------------------------------------------------------------------
 
@@ -379,13 +389,18 @@ class RelayHandler(RequestHandler):
         return self._core.signer.reply(reply, step, grant.record() if grant else None)
 
     @contextlib.asynccontextmanager
-    async def _forwarding(self, admission: Admission, grant: StepGrant | None = None) -> AsyncIterator[None]:
+    async def _forwarding(
+        self, admission: Admission, grant: StepGrant | None = None, accepted: _Accepted | None = None
+    ) -> AsyncIterator[None]:
         """Around one call to an agent: a transport failure becomes `agent_unavailable` (the grant revoked,
-        the link dropped, audited); the agent's own A2A errors pass through (the grant revoked)."""
+        the link dropped, audited); the agent's own A2A errors pass through (the grant revoked). A stream
+        that breaks after the agent accepted the task leaves the grant alone: the task runs on at the
+        agent, the caller follows it by id, and its end settles the grant."""
         try:
             yield
         except (A2AClientError, httpx.HTTPError, grpc.aio.AioRpcError, OSError, TimeoutError) as exc:
-            await self._abandon(admission, grant)
+            if accepted is None or not accepted.task_id:
+                await self._abandon(admission, grant)
             await self._core.links.forget(admission.agent)
             await self._record_failure(admission, "agent_unavailable", type(exc).__name__)
             raise _unavailable(admission.agent.name) from None

@@ -383,16 +383,26 @@ class AgentDispatcher:
             request.configuration.return_immediately = True
         assembly = TaskAssembly()
         try:
-            async with self._relaying(call):
-                client = await call.relay.client_for(call.agent)
-                async for event in client.send_message(request, context=call.context()):
-                    reply = _payload(event)
-                    await call.relay.replies.check(reply, call.agent.name, step)
-                    assembly.apply(reply)
-                    await self._accepted(call, assembly)
-                    if streamed:
-                        faults.reached("mid_stream")
-                await self._follow(call, client, assembly)
+            try:
+                async with self._relaying(call):
+                    client = await call.relay.client_for(call.agent)
+                    async for event in client.send_message(request, context=call.context()):
+                        reply = _payload(event)
+                        await call.relay.replies.check(reply, call.agent.name, step)
+                        assembly.apply(reply)
+                        await self._accepted(call, assembly)
+                        if streamed:
+                            faults.reached("mid_stream")
+                    await self._follow(call, client, assembly)
+            except AccordError as error:
+                if not _followable(error, assembly):
+                    raise
+                # The stream broke after the agent accepted the task: it runs on there, so it is followed
+                # by id (as after a restart) rather than sent again elsewhere.
+                logger.info("stream lost, following the task", extra={"agent": call.agent.name})
+                async with self._relaying(call):
+                    client = await call.relay.client_for(call.agent)
+                    await self._follow(call, client, assembly)
         except _UnknownTask:
             # The task was lost under us (the relay forgot it): the step may be tried again.
             detail = f"the task {call.agent.name} accepted can no longer be followed"
@@ -491,6 +501,14 @@ class AgentDispatcher:
             where = "/".join(str(p) for p in problems[0].absolute_path) or "(root)"
             raise AccordError("contract_violation", f"agent {agent.name} output invalid at {where}")
         return output
+
+
+def _followable(error: AccordError, assembly: TaskAssembly) -> bool:
+    """Whether a failed exchange left an accepted, unfinished task to follow: the link failed (not the
+    agent's own answer) after the task's id arrived."""
+    task = assembly.task
+    accepted = task is not None and bool(task.id) and task.status.state not in _SETTLED
+    return accepted and error.reason == "agent_unavailable" and not error.context.get("from_agent")
 
 
 def _mark_retry(span: Span, step: StepRef, failovers: int, last_error: AccordError | None) -> None:
