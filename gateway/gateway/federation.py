@@ -1,16 +1,16 @@
 """The gateway's MCP endpoint: one low-level MCP server federating the upstream tool servers.
 
 The endpoint is streamable HTTP at `/mcp`, served on its own per request or in a session
-(`gateway.mcp_endpoint`). The server's
-lifespan supervises the persistent upstream clients; `tools/list` serves the federated catalog (as much of
-it as the caller may call) and `tools/call` runs the `ToolCallPipeline`. The upstreams' resources, resource
-templates and prompts are federated too (`gateway.resource_catalog`): listed as far as the caller holds
-their upstream's scope, read only as the authorization layer allowed, and audited. `completion/complete`
-goes to the upstream of the prompt or template it completes. What an upstream sends back while a call
-runs (progress, log messages at the level the caller set, elicitation and sampling) reaches the caller of
-that call (`gateway.call_relay`). Protocol errors carry the reason code
-in `error.data.reason`. Bearer authentication and per-request authorization happen in front of this app,
-in `gateway.mcp_guard`.
+(`gateway.mcp_endpoint`). The server's lifespan supervises the persistent upstream clients; `tools/list`
+serves the federated catalog (as much of it as the caller may call) and `tools/call` runs the
+`ToolCallPipeline`. The upstreams' resources, resource templates and prompts are federated too
+(`gateway.resource_catalog`): listed as far as the caller holds their upstream's scope, read only as the
+authorization layer allowed, and audited. `completion/complete` goes to the upstream of the prompt or
+template it completes. What an upstream sends back while a call runs (progress, log messages at the level
+the caller set, elicitation and sampling) reaches the caller of that call (`gateway.call_relay`), and a
+session's resource subscriptions are served by watching the owning upstream (`gateway.resource_watches`).
+Protocol errors carry the reason code in `error.data.reason`. Bearer authentication and per-request
+authorization happen in front of this app, in `gateway.mcp_guard`.
 """
 
 from __future__ import annotations
