@@ -65,10 +65,17 @@ LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
 SESSION_LOG_LEVEL_KEY = "accord.log_level"
 # The capabilities a caller may lend the upstream for one call: what it can be asked.
 _ASKABLE = ("elicitation", "sampling", "roots")
-_RESULT_TYPES: dict[str, type[BaseModel]] = {
-    "elicitation/create": types.ElicitResult,
-    "sampling/createMessage": types.CreateMessageResult,
-    "roots/list": types.ListRootsResult,
+# Per method a caller may be asked: the capability it must have declared, and the shape of its answer.
+_ASKED: dict[str, tuple[types.ClientCapabilities, type[BaseModel]]] = {
+    "elicitation/create": (
+        types.ClientCapabilities(elicitation=types.ElicitationCapability()),
+        types.ElicitResult,
+    ),
+    "sampling/createMessage": (
+        types.ClientCapabilities(sampling=types.SamplingCapability()),
+        types.CreateMessageResult,
+    ),
+    "roots/list": (types.ClientCapabilities(roots=types.RootsCapability()), types.ListRootsResult),
 }
 
 
@@ -82,10 +89,6 @@ class InputRound:
 
     responses: Mapping[str, Any] | None = None
     request_state: str | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self.responses is None and self.request_state is None
 
 
 class CallRelay(Protocol):
@@ -173,13 +176,13 @@ class DownstreamRelay:
             raise InputDeclined("the caller cannot be asked for input")
         relayed = {key: relayable(request, upstream) for key, request in requests.items()}
         for request in relayed.values():
-            if not self.ctx.session.check_client_capability(_capability_for(request)):
+            if not self.ctx.session.check_client_capability(_ASKED[request.method][0]):
                 raise InputDeclined(f"the caller did not declare {request.method}")
         answers: dict[str, Any] = {}
         metadata = ServerMessageMetadata(related_request_id=self.ctx.request_id)
 
         async def ask_one(key: str, request: types.InputRequest) -> None:
-            result_type = _RESULT_TYPES[request.method]
+            result_type = _ASKED[request.method][1]
             result = await self.ctx.session.send_request(
                 request, result_type, request_read_timeout_seconds=ASK_TIMEOUT_S, metadata=metadata
             )
@@ -216,14 +219,6 @@ def relayable(request: types.InputRequest, upstream: str) -> types.InputRequest:
         update = {"include_context": "none", "meta": {**(request.params.meta or {}), **mark}}
         return request.model_copy(update={"params": request.params.model_copy(update=update)})
     return request
-
-
-def _capability_for(request: types.InputRequest) -> types.ClientCapabilities:
-    if isinstance(request, types.ElicitRequest):
-        return types.ClientCapabilities(elicitation=types.ElicitationCapability())
-    if isinstance(request, types.CreateMessageRequest):
-        return types.ClientCapabilities(sampling=types.SamplingCapability())
-    return types.ClientCapabilities(roots=types.RootsCapability())
 
 
 class UpstreamEvents:
@@ -279,6 +274,11 @@ class UpstreamEvents:
             level, name = params.get("level"), params.get("logger")
             if level in LOG_LEVELS and (name is None or isinstance(name, str)):
                 await self._relay.log(level, params.get("data"), name)
+
+
+def events_data(text: str) -> list[str]:
+    """The data of each event in a whole SSE body (events without data left out)."""
+    return [data for data in map(event_data, _EVENT_END.split(text.replace("\r\n", "\n"))) if data]
 
 
 def event_data(block: str) -> str:

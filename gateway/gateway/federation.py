@@ -280,10 +280,8 @@ class Federation:
         """Ends a session's own watch: it needs no authorization (a caller whose scope was withdrawn can
         still stop what it started), and is audited."""
         uri, session = str(params.uri), session_of(ctx)
-        request = ctx.request if isinstance(ctx.request, Request) else None
-        headers = request.headers if request is not None else Headers()
-        trace_id = trace_id_from(ctx.meta, headers)
-        audit = _ReadAudit(self._audit, "resources/unsubscribe", caller_of(request), trace_id, target=uri)
+        audit = _ReadAudit.of(self._audit, ctx, "resources/unsubscribe")
+        audit.target = uri
         if session is not None:
             self.watches.unsubscribe(session, uri)
         await audit.write("allowed", None)
@@ -332,8 +330,7 @@ class Federation:
         """One read the authorization layer allowed, `expected` being its target as this request names it:
         to the upstream the layer found for it (not looked up again), audited."""
         request = ctx.request if isinstance(ctx.request, Request) else None
-        headers = request.headers if request is not None else Headers()
-        audit = _ReadAudit(self._audit, method, caller_of(request), trace_id_from(ctx.meta, headers))
+        audit = _ReadAudit.of(self._audit, ctx, method)
         verdict = authorized_read_of(request)
         if verdict is None:
             # The layer passes on only what names nothing federated: answered as not found.
@@ -385,6 +382,12 @@ class _ReadAudit:
     trace_id: str
     upstream: str | None = None
     target: str | None = None
+
+    @classmethod
+    def of(cls, log: AuditLog, ctx: ServerRequestContext[Any, Any], method: str) -> _ReadAudit:
+        request = ctx.request if isinstance(ctx.request, Request) else None
+        headers = request.headers if request is not None else Headers()
+        return cls(log, method, caller_of(request), trace_id_from(ctx.meta, headers))
 
     async def write(self, outcome: str, reason: str | None) -> None:
         claims = self.caller.claims if self.caller is not None else None

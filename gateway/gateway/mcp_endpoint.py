@@ -27,17 +27,16 @@ from typing import Any
 
 from mcp.server import Server
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from gateway.caller import MESSAGE_KEY
-
-SESSION_HEADER = "mcp-session-id"
-VERSION_HEADER = "mcp-protocol-version"
 
 
 def needs_stream(message: Mapping[str, Any] | None) -> bool:
@@ -52,9 +51,9 @@ def needs_stream(message: Mapping[str, Any] | None) -> bool:
 def wants_session(scope: Scope, message: Mapping[str, Any] | None) -> bool:
     """Whether a request goes to the session manager (see the module's docstring)."""
     headers = Headers(scope=scope)
-    if SESSION_HEADER in headers or scope["method"] != "POST":
+    if MCP_SESSION_ID_HEADER in headers or scope["method"] != "POST":
         return True
-    version = headers.get(VERSION_HEADER)
+    version = headers.get(MCP_PROTOCOL_VERSION_HEADER)
     if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
         return needs_stream(message)
     return message is None or message.get("method") == "initialize"

@@ -216,10 +216,9 @@ class McpGuard:
         self, caller: Caller, tool: str, arguments: Mapping[str, Any]
     ) -> tuple[Rejection | None, str | None]:
         policy = self._policy.current
-        wait = await self._limiter.acquire(caller.rate_key, policy.rate_limit(caller.subject))
-        if wait > 0:
-            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
-            return Rejection(error, retry_after_s=wait), None
+        limited = await self._rate_limited(caller)
+        if limited is not None:
+            return limited, None
         needed = tool_scope(tool)
         if needed not in caller.claims.scopes:
             error = AccordError("insufficient_scope", f"the token lacks the scope {needed}")
@@ -235,15 +234,22 @@ class McpGuard:
             return Rejection(error, rule=verdict.rule), verdict.rule
         return None, verdict.rule
 
+    async def _rate_limited(self, caller: Caller) -> Rejection | None:
+        """The caller's rate limit, charged one request: a 429 rejection if it is spent."""
+        wait = await self._limiter.acquire(caller.rate_key, self._policy.current.rate_limit(caller.subject))
+        if wait > 0:
+            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
+            return Rejection(error, retry_after_s=wait)
+        return None
+
     async def _admit_session(self, seen: _Request) -> Rejection | None:
         """An `initialize` opens a session that lives on: rate-limited, and bounded per client, so no
         client can take the sessions every other client needs."""
         assert seen.caller is not None
-        caller, policy = seen.caller, self._policy.current
-        wait = await self._limiter.acquire(caller.rate_key, policy.rate_limit(caller.subject))
-        if wait > 0:
-            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
-            return Rejection(error, retry_after_s=wait)
+        caller = seen.caller
+        limited = await self._rate_limited(caller)
+        if limited is not None:
+            return limited
         limit = self._config.max_sessions_per_client
         if self._open_sessions is not None and self._open_sessions(caller) >= limit:
             error = AccordError("rate_limited", f"{caller.client_id} already holds {limit} open sessions")
@@ -257,10 +263,9 @@ class McpGuard:
             return Rejection(AccordError("policy_denied", f"{seen.method} is not served here"))
         caller, policy = seen.caller, self._policy.current
         # Rate-limited before anything is looked up, so no caller can make the gateway search for free.
-        wait = await self._limiter.acquire(caller.rate_key, policy.rate_limit(caller.subject))
-        if wait > 0:
-            error = AccordError("rate_limited", f"rate limit of {caller.client_id} exceeded")
-            return Rejection(error, retry_after_s=wait)
+        limited = await self._rate_limited(caller)
+        if limited is not None:
+            return limited
         try:
             target = await self._features.target(seen.method, seen.params)
         except AccordError:

@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import SecretStr, ValidationError
 
-from gateway.call_relay import CallRelay, InputRound, UpstreamEvents, event_data
+from gateway.call_relay import CallRelay, InputRound, UpstreamEvents, events_data
 from gateway.http_pool import HttpError, HttpResponse, KeepAlivePool
 
 PROTOCOL = "2026-07-28"
@@ -164,7 +164,7 @@ def _response_message(response: HttpResponse, request_id: int) -> dict[str, Any]
     """The JSON-RPC response to `request_id`, from a JSON body or the SSE stream that carries it."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "text/event-stream" and response.status == 200:
-        messages = [_loads(data) for data in _sse_data(response.body.decode("utf-8", "replace"))]
+        messages = [_loads(data) for data in events_data(response.body.decode("utf-8", "replace"))]
     elif content_type == "application/json":
         messages = [_loads(response.body)]
     else:
@@ -185,8 +185,3 @@ def _loads(data: str | bytes) -> Any:
         return json.loads(data)
     except ValueError:
         raise CallRefused("contract") from None
-
-
-def _sse_data(text: str) -> list[str]:
-    blocks = text.replace("\r\n", "\n").split("\n\n")
-    return [data for data in map(event_data, blocks) if data]
