@@ -35,6 +35,7 @@ from accord.audit import AuditLog
 from accord.mesh import MeshRunner
 from accord.storage import create_engine
 from accord.topology import load_topology, repo_root
+from bench._process_cpu import CpuMeter
 
 PORT_OFFSET = int(os.environ.get("ACCORD_BENCH_PORT_OFFSET", "12000"))
 RATE = float(os.environ.get("ACCORD_BENCH_RATE", "100"))  # calls per second
@@ -95,15 +96,6 @@ class Throughput:
     cpu_ms_per_call: dict[str, float]  # process -> CPU time it spent per call (all its threads)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc); 0 where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class CallFailed(Exception):
     pass
 
@@ -159,7 +151,8 @@ async def saturation(
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients)) as http:
         for i in range(WARMUP_CALLS):
             await call_once(http, target, i)
-        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        meter = CpuMeter(processes)
+        meter.start()
         deadline = time.perf_counter() + max_seconds
 
         async def caller() -> None:
@@ -174,9 +167,7 @@ async def saturation(
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    cpu = {
-        name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / max(done, 1) for name, pid in processes.items()
-    }
+    cpu = meter.per(done)
     return Throughput(
         calls_per_s=done / elapsed, calls=done, seconds=elapsed, errors=errors, cpu_ms_per_call=cpu
     )

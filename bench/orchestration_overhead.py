@@ -31,8 +31,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from accord.payloads import artifact_data, skill_request, task_result
 from accord.registry_client import RegisteredAgent, RegistryClient
 from accord.testing.ports import free_port
 from accord.topology import load_topology
+from bench._process_cpu import CpuMeter
 
 FANOUTS = tuple(int(n) for n in os.environ.get("ACCORD_BENCH_FANOUTS", "5,50,200").split(","))
 WORK_MS = float(os.environ.get("ACCORD_BENCH_WORK_MS", "250"))
@@ -135,7 +136,7 @@ async def serve_agents(
         async with RegistryClient(registry_url) as client:
             for card_url in card_urls:
                 await client.register(card_url)
-        print(json.dumps({"agents": count}), flush=True)
+        print(json.dumps({"agents": count, "pid": os.getpid()}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
@@ -149,6 +150,8 @@ class Sample:
     # Orchestrated runs: the longest relayed call as the dispatcher timed it (relay + agent), so that
     # wall - slowest_call is what the orchestrator itself added (engine, discovery, checks, record).
     slowest_call_ms: float = 0.0
+    # CPU ms per step each process spent on the run (gateway, agents, this process), where it can be read.
+    cpu_ms_per_step: dict[str, float] = field(default_factory=dict)
 
     @property
     def overhead_ms(self) -> float:
@@ -330,10 +333,27 @@ async def sides(runner: MeshRunner, count: int, state_dir: Path) -> AsyncIterato
         await both.aclose()
 
 
+async def metered(meter: CpuMeter, count: int, side: Awaitable[Sample]) -> Sample:
+    meter.start()
+    sample = await side
+    return replace(sample, cpu_ms_per_step=meter.per(count))
+
+
+def median_cpu(side: str, samples: list[Sample]) -> dict[str, float]:
+    """`<side>_cpu_<process>`: the median CPU ms per step of each process."""
+    return {
+        f"{side}_cpu_{name}": statistics.median(s.cpu_ms_per_step[name] for s in samples)
+        for name in samples[0].cpu_ms_per_step
+    }
+
+
 async def measure(
-    runner: MeshRunner, state_dir: Path, echo: Callable[[str], None]
+    runner: MeshRunner, state_dir: Path, agents_pid: int, echo: Callable[[str], None]
 ) -> dict[int, dict[str, float]]:
     figures: dict[int, dict[str, float]] = {}
+    meter = CpuMeter(
+        {"gateway": runner.services["gateway"].process.pid, "agents": agents_pid, "orchestrator": os.getpid()}
+    )
     async with sides(runner, max(FANOUTS), state_dir) as both:
         for count in FANOUTS:
             await both.orchestrated(count)  # warm: connections, clients, tokens, SQLite pages
@@ -342,11 +362,11 @@ async def measure(
             gathers: list[Sample] = []
             for repeat in range(REPEATS):
                 if repeat % 2 == 0:
-                    runs.append(await both.orchestrated(count))
-                    gathers.append(await both.bare(count))
+                    runs.append(await metered(meter, count, both.orchestrated(count)))
+                    gathers.append(await metered(meter, count, both.bare(count)))
                 else:
-                    gathers.append(await both.bare(count))
-                    runs.append(await both.orchestrated(count))
+                    gathers.append(await metered(meter, count, both.bare(count)))
+                    runs.append(await metered(meter, count, both.orchestrated(count)))
             figures[count] = {
                 "orchestrated_wall_ms": statistics.median(s.wall_ms for s in runs),
                 "orchestrated_overhead_ms": statistics.median(s.overhead_ms for s in runs),
@@ -355,6 +375,8 @@ async def measure(
                 "slowest_agent_ms": statistics.median(s.slowest_agent_ms for s in runs),
                 "orchestrated_ratio": statistics.median(s.ratio for s in runs),
                 "orchestrator_own_ms": statistics.median(s.wall_ms - s.slowest_call_ms for s in runs),
+                **median_cpu("orchestrated", runs),
+                **median_cpu("gather", gathers),
             }
             echo(report_line(count, figures[count]))
     return figures
@@ -369,6 +391,9 @@ def report_line(count: int, f: dict[str, float]) -> str:
         f"(wall - slowest relayed call) {f['orchestrator_own_ms']:6.1f} ms | slowest agent "
         f"{f['slowest_agent_ms']:.1f} ms"
     )
+    for side in ("orchestrated", "gather"):
+        cpu = {k.removeprefix(f"{side}_cpu_"): v for k, v in f.items() if k.startswith(f"{side}_cpu_")}
+        line += f" | {side} CPU ms/step: " + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items())
     if count in TARGETS_MS:
         ok = f["orchestrated_overhead_ms"] <= TARGETS_MS[count]
         line += f" | target <= {TARGETS_MS[count]:.0f} ms: {'met' if ok else 'MISSED'}"
@@ -387,7 +412,7 @@ def run(echo: Callable[[str], None]) -> None:
         with mesh(root, max(FANOUTS)) as runner, agents_process(max(FANOUTS), runner) as ready:
             took = time.perf_counter() - started
             echo(f"registry, gateway and {ready['agents']} agents ready in {took:.1f} s")
-            asyncio.run(measure(runner, root / "orchestrator", echo))
+            asyncio.run(measure(runner, root / "orchestrator", ready["pid"], echo))
 
 
 if __name__ == "__main__":
