@@ -48,6 +48,7 @@ from accord.mesh import MeshRunner
 from accord.span_store import SpanReader, StoredSpan, asyncpg_dsn
 from accord.telemetry import COST_USD
 from accord.testing.backing_services import require_postgres
+from accord.testing.link_faults import cut_connections_to, require_link_cutting
 from accord.testing.ports import free_port
 from accord.trace_analysis import SpanTree, summarize
 from tests.integration.test_workflow_guards import ScratchAgent
@@ -411,6 +412,56 @@ async def test_a_step_whose_task_the_restarted_relay_forgot_is_sent_again_and_at
     assert durable.executor.attached["durable-work"] > attached
     resent = [a for s in run["steps"] for a in s["attempts"] if a.get("reattached") is False]
     assert resent, [(s["id"], s["attempts"]) for s in run["steps"]]
+
+
+# --- a link cut mid-stream ------------------------------------------------------------------------
+
+# Long enough that the link is cut while both parallel steps are still running at the agent.
+CUT_DELAY_MS = 2500
+
+
+def port_of(url: str) -> int:
+    port = httpx.URL(url).port
+    assert port is not None, url
+    return port
+
+
+@pytest.mark.parametrize(
+    ("link", "transport"),
+    [
+        ("orchestrator-relay", "JSONRPC"),
+        ("orchestrator-relay", "HTTP+JSON"),
+        ("relay-agent", "JSONRPC"),
+        ("relay-agent", "GRPC"),
+    ],
+)
+async def test_a_stream_cut_after_the_agent_accepted_is_followed_by_id_and_no_step_runs_twice(
+    durable: Durable, undisturbed: dict[str, Any], link: str, transport: str
+) -> None:
+    """The connections carrying the steps' streams are reset by the kernel (`ss -K`) while the agent works
+    on both parallel steps: each step's task is followed by its id, through the relay, to the answer it
+    was going to give anyway, and nothing is sent again or sent elsewhere."""
+    require_link_cutting()
+    mesh, tag = durable.mesh, f"cut-{link}-{transport}"
+    await restart(mesh, "orchestrator", **dict(zip(RELAY_MODE, (transport, "true"), strict=True)))
+    await start_run(mesh, {"tag": tag, "delay_ms": CUT_DELAY_MS})
+    async with asyncio.timeout(WAIT_S):
+        await durable.witness.began(tag).wait()
+    await asyncio.sleep(0.3)  # the accepted tasks' first events are through to the orchestrator
+    if link == "orchestrator-relay":
+        port = port_of(mesh.url("gateway"))
+    else:
+        port = durable.agent.settings.grpc_port if transport == "GRPC" else port_of(durable.agent.base_url)
+    assert cut_connections_to(port) >= 1
+    assert not durable.witness.ran[(tag, "c")], "the link was cut after the steps had ended"
+
+    run = await run_tagged(mesh, tag)
+    assert final_state(run) == undisturbed, [(s["id"], s.get("error"), s["attempts"]) for s in run["steps"]]
+    assert {label: n for (t, label), n in durable.witness.ran.items() if t == tag} == {"a": 1, "b": 1, "c": 1}
+    assert not {label for t, label in durable.witness.cancelled if t == tag}
+    for step in (s for s in run["steps"] if s["id"] in ("a", "b")):
+        assert [a["outcome"] for a in step["attempts"]] == ["answered"], step["attempts"]
+        assert step["attempts"][0].get("stream_lost") is True, step["attempts"]
 
 
 # --- two replicas on PostgreSQL -------------------------------------------------------------------

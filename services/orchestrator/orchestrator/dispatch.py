@@ -107,6 +107,8 @@ class TaskAssembly:
         self.grant: dict[str, Any] | None = None
         # Whether it is a task a previous process left with the agent (None: not looked for).
         self.reattached: bool | None = None
+        # Whether the reply stream broke after the agent accepted, and the task was followed by id.
+        self.stream_lost = False
 
     def apply(self, reply: Reply) -> None:
         record = metadata_of(reply).get(GRANT_RECORD_METADATA_KEY)
@@ -270,6 +272,8 @@ class AgentDispatcher:
             attempt["reattached"] = assembly.reattached if agent is resumed else None
             if attempt["reattached"] is None:
                 del attempt["reattached"]
+            if assembly.stream_lost:
+                attempt["stream_lost"] = True
             latency_ms = (time.perf_counter() - started) * 1000
             attempt["outcome"] = "answered"
             if assembly.grant is not None:
@@ -400,6 +404,7 @@ class AgentDispatcher:
                 # The stream broke after the agent accepted the task: it runs on there, so it is followed
                 # by id (as after a restart) rather than sent again elsewhere.
                 logger.info("stream lost, following the task", extra={"agent": call.agent.name})
+                assembly.stream_lost = True
                 async with self._relaying(call):
                     client = await call.relay.client_for(call.agent)
                     await self._follow(call, client, assembly)
@@ -503,12 +508,16 @@ class AgentDispatcher:
         return output
 
 
+_LINK_FAILURES = frozenset({"agent_unavailable", "upstream_unavailable"})
+
+
 def _followable(error: AccordError, assembly: TaskAssembly) -> bool:
-    """Whether a failed exchange left an accepted, unfinished task to follow: the link failed (not the
-    agent's own answer) after the task's id arrived."""
+    """Whether a failed exchange left an accepted, unfinished task to follow: a link broke after the
+    task's id arrived, ours to the relay (`upstream_unavailable`) or the relay's to the agent (the relay
+    says `agent_unavailable`, and keeps the task's grant for the follow)."""
     task = assembly.task
     accepted = task is not None and bool(task.id) and task.status.state not in _SETTLED
-    return accepted and error.reason == "agent_unavailable" and not error.context.get("from_agent")
+    return accepted and error.reason in _LINK_FAILURES
 
 
 def _mark_retry(span: Span, step: StepRef, failovers: int, last_error: AccordError | None) -> None:
