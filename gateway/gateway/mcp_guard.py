@@ -53,6 +53,7 @@ from gateway.policy import PolicyStore, Subject, tool_scope
 from gateway.rate_limit import RateLimiter
 from gateway.resource_catalog import READ_METHODS, ServerFeatures
 from gateway.run_budget import RunToolCalls
+from gateway.session_openings import SessionOpenings, Turn
 from gateway.tool_audit import ACTION as TOOL_CALL_ACTION
 from gateway.tool_audit import Outcome, ToolCallAudit, ToolCallRecord, argument_digest
 
@@ -79,6 +80,7 @@ class _Request:
     arguments: Mapping[str, Any] | None = None
     caller: Caller | None = None
     params: dict[str, Any] | None = None
+    turn: Turn | None = None  # an admitted `initialize`'s turn to open its client's next session
 
 
 class McpGuard:
@@ -98,6 +100,7 @@ class McpGuard:
     ) -> None:
         self.app = app
         self._open_sessions = open_sessions
+        self._openings = SessionOpenings()
         self._names = names or FederatedNames(())
         self._features = features
         self._config = config
@@ -127,7 +130,13 @@ class McpGuard:
         if rejection is not None:
             await self._refuse(send, seen, rejection, started)
             return
-        await self.app(scope, replay(body, receive), send)
+        if seen.turn is None:
+            await self.app(scope, replay(body, receive), send)
+            return
+        try:
+            await self.app(scope, replay(body, receive), seen.turn.releasing(send))
+        finally:
+            seen.turn.release()
 
     async def _judge(self, scope: Scope, headers: Headers, body: bytes, seen: _Request) -> Rejection | None:
         message, malformed = self._parse(body) if scope["method"] == "POST" else (None, None)
@@ -244,16 +253,24 @@ class McpGuard:
 
     async def _admit_session(self, seen: _Request) -> Rejection | None:
         """An `initialize` opens a session that lives on: rate-limited, and bounded per client, so no
-        client can take the sessions every other client needs."""
+        client can take the sessions every other client needs. The count is taken in the client's turn
+        (`gateway.session_openings`), so openings sent together cannot all pass it."""
         assert seen.caller is not None
         caller = seen.caller
         limited = await self._rate_limited(caller)
-        if limited is not None:
+        if limited is not None or self._open_sessions is None:
             return limited
+        claims = caller.claims
+        turn = await self._openings.turn((claims.client_id, claims.iss, claims.sub))
+        if turn is None:
+            error = AccordError("rate_limited", f"{caller.client_id} is still opening another session")
+            return Rejection(error, retry_after_s=1)
         limit = self._config.max_sessions_per_client
-        if self._open_sessions is not None and self._open_sessions(caller) >= limit:
+        if self._open_sessions(caller) >= limit:
+            turn.release()
             error = AccordError("rate_limited", f"{caller.client_id} already holds {limit} open sessions")
             return Rejection(error, retry_after_s=60)
+        seen.turn = turn
         return None
 
     async def _authorize_read(self, state: dict[str, Any], seen: _Request) -> Rejection | None:

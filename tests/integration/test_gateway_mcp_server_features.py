@@ -587,3 +587,26 @@ async def test_a_client_holds_a_bounded_number_of_sessions(world: World) -> None
     assert statuses == [200] * SESSIONS_PER_CLIENT + [429]
     refused = [r for r in await world.mesh.audit.records() if r["actor"] == "session-hoarder"]
     assert [(r["outcome"], r["reason"]) for r in refused][-1:] == [("denied", "rate_limited")]
+
+
+async def test_a_burst_of_openings_cannot_pass_the_session_cap_together(world: World) -> None:
+    """Openings sent at once are each checked against the sessions the others opened: the cap holds
+    however many arrive together."""
+    token = world.token(ASKER_SCOPES[:1], client_id="session-burst")
+    headers = {**MCP_HEADERS, "authorization": f"Bearer {token}"}
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b", "version": "1"}}
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    responses = await asyncio.gather(
+        *(
+            world.mesh.http.post(world.mesh.mcp_url, json=opening, headers=headers)
+            for _ in range(3 * SESSIONS_PER_CLIENT)
+        )
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * SESSIONS_PER_CLIENT + [429] * (2 * SESSIONS_PER_CLIENT), statuses
+    opened = {r.headers.get("mcp-session-id") for r in responses if r.status_code == 200}
+    assert len(opened) == SESSIONS_PER_CLIENT
+    refused = [r for r in await world.mesh.audit.records() if r["actor"] == "session-burst"]
+    assert [(r["outcome"], r["reason"]) for r in refused] == [("denied", "rate_limited")] * (
+        2 * SESSIONS_PER_CLIENT
+    )
