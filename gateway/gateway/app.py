@@ -25,7 +25,12 @@ from gateway.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.relay import Relay
 from gateway.run_budget import MemoryRunToolCalls, RedisRunToolCalls, RunToolCalls
 from gateway.settings import GatewaySettings
-from gateway.tool_access import PolicyScopeBound, policy_read_access, policy_visibility
+from gateway.tool_access import (
+    PolicyScopeBound,
+    policy_read_access,
+    policy_visibility,
+    subscription_authority,
+)
 from gateway.upstream_routes import upstreams_router
 
 SERVICE = "gateway"
@@ -85,7 +90,12 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         RedisRunToolCalls(oauth.redis) if oauth.redis is not None else MemoryRunToolCalls()
     )
     federation = Federation(
-        settings, audit_log, LayerVerdictAuthorizer(), policy_visibility(policy), policy_read_access(policy)
+        settings,
+        audit_log,
+        LayerVerdictAuthorizer(),
+        policy_visibility(policy),
+        policy_read_access(policy),
+        subscription_authority(policy, oauth.grants),
     )
     mcp_app = federation.http_app(
         TransportSecuritySettings(
@@ -113,6 +123,7 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         federation.names,
         federation.features,
         federation.open_sessions,
+        federation.session_seen,
     )
 
     @asynccontextmanager

@@ -95,6 +95,11 @@ class McpEndpoint:
         owners: dict[str, object] = getattr(self.sessions, "_session_owners", {})
         return sum(1 for opener in owners.values() if opener == wanted)
 
+    def owned_by(self, session: str, owner: AuthenticatedUser) -> bool:
+        """Whether `owner` opened `session` (the manager serves a session to its opener only)."""
+        owners: dict[str, object] = getattr(self.sessions, "_session_owners", {})
+        return owners.get(session) == authorization_context(owner)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state")
         message = state.get(MESSAGE_KEY) if isinstance(state, Mapping) else None

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -97,9 +98,11 @@ class McpGuard:
         names: FederatedNames | None = None,
         features: ServerFeatures | None = None,
         open_sessions: Callable[[Caller], int] | None = None,
+        session_seen: Callable[[str, Caller], None] | None = None,
     ) -> None:
         self.app = app
         self._open_sessions = open_sessions
+        self._session_seen = session_seen
         self._openings = SessionOpenings()
         self._names = names or FederatedNames(())
         self._features = features
@@ -150,6 +153,9 @@ class McpGuard:
         state = scope.setdefault("state", {})
         state[CALLER_KEY] = seen.caller
         scope["user"] = session_owner(seen.caller)
+        session = headers.get(MCP_SESSION_ID_HEADER)
+        if session is not None and self._session_seen is not None:
+            self._session_seen(session, seen.caller)
         if malformed is not None:
             return Rejection(malformed)
         if seen.method == "initialize":

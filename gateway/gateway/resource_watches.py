@@ -10,6 +10,10 @@ A watch whose stream drops is re-opened after the retry interval, backing off to
 keeps failing; once it is open again the session is told the resource may have changed (the upstream
 replays nothing). `resources/unsubscribe`, the end of the session and the
 gateway's shutdown close it. A session holds at most `MAX_PER_SESSION` watches.
+
+A watch serves its session only as long as the session's authorization holds: the caller of the session's
+latest request (`refresh`), or of the subscribe itself, is kept with its watches, for the federation to
+check before each update it passes on (`gateway.federation`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import Context
 
 from accord.errors import AccordError
+from gateway.caller import Caller
 from gateway.upstreams import Upstream, UpstreamFailure
 
 logger = logging.getLogger(__name__)
@@ -35,14 +40,28 @@ class ResourceWatches:
         self._retry_interval = retry_interval
         # Per session, per URI: the watch's task and whether the upstream has taken it.
         self._sessions: dict[str, dict[str, tuple[asyncio.Task[None], asyncio.Future[None]]]] = {}
+        # The caller each watching session was last seen as.
+        self._callers: dict[str, Caller] = {}
 
     def watching(self, session: str) -> set[str]:
         return set(self._sessions.get(session, {}))
 
-    async def subscribe(self, session: str, uri: str, upstream: Upstream, notify: Notify) -> None:
+    def refresh(self, session: str, caller: Caller) -> None:
+        """`session` made a request as `caller` (its owner, with a token verified just now)."""
+        if session in self._sessions:
+            self._callers[session] = caller
+
+    def caller(self, session: str) -> Caller | None:
+        """Who the session's watches serve: the caller of its latest request."""
+        return self._callers.get(session)
+
+    async def subscribe(
+        self, session: str, uri: str, upstream: Upstream, notify: Notify, caller: Caller
+    ) -> None:
         """Watch `uri` for `session`; returns once the upstream honors it (subscribing again waits for
         the same watch)."""
         watches = self._sessions.setdefault(session, {})
+        self._callers[session] = caller
         if uri in watches:
             await asyncio.shield(watches[uri][1])
             return
@@ -67,12 +86,14 @@ class ResourceWatches:
             watch[0].cancel()
 
     def end_session(self, session: str) -> None:
+        self._callers.pop(session, None)
         for task, _ in self._sessions.pop(session, {}).values():
             task.cancel()
 
     async def aclose(self) -> None:
         tasks = [task for watches in self._sessions.values() for task, _ in watches.values()]
         self._sessions.clear()
+        self._callers.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -87,6 +108,7 @@ class ResourceWatches:
             del watches[uri]
         if not watches:
             self._sessions.pop(session, None)
+            self._callers.pop(session, None)
 
     async def _watch(
         self, upstream: Upstream, uri: str, notify: Notify, honored: asyncio.Future[None]

@@ -1,14 +1,20 @@
-"""The tool policy applied outside the per-call check: what a caller sees in `tools/list`, and what a
-task grant may hold. Both follow the same rule as a call: the `tool:` scope and the policy must agree."""
+"""The tool policy applied outside the per-call check: what a caller sees in `tools/list`, what a task grant
+may hold, and whether a resource subscription may still be served. Each follows the same rule as a call:
+the scope and the policy must agree (and for a subscription, the token and its grant must still hold)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import mcp_types as types
 from starlette.requests import Request
 
-from gateway.caller import caller_of
-from gateway.federation import ReadAccess, ToolVisibility
+from accord.errors import AccordError
+from gateway.caller import Caller, caller_of
+from gateway.federation import ReadAccess, SubscriptionAuthority, ToolVisibility
 from gateway.oauth.clients import OAuthClient
+from gateway.oauth.grants import GrantAuthority, GrantError
 from gateway.policy import PolicyStore, Subject, tool_scope
 
 
@@ -34,13 +40,34 @@ def policy_read_access(store: PolicyStore) -> ReadAccess:
 
     def readable(request: Request | None, scope: str) -> bool:
         caller = caller_of(request)
-        return (
-            caller is not None
-            and scope in caller.claims.scopes
-            and store.current.allows_scope(caller.subject, scope)
-        )
+        return caller is not None and may_read(store, caller, scope)
 
     return readable
+
+
+def may_read(store: PolicyStore, caller: Caller, scope: str) -> bool:
+    return scope in caller.claims.scopes and store.current.allows_scope(caller.subject, scope)
+
+
+def subscription_authority(
+    store: PolicyStore, grants: GrantAuthority, clock: Callable[[], float] = time.time
+) -> SubscriptionAuthority:
+    """Why a session's subscription may no longer be served under its latest token (None: it may): the
+    token expired, its task grant ended, or the scope or the policy no longer allow the read."""
+
+    async def refusal(caller: Caller, scope: str) -> AccordError | None:
+        claims = caller.claims
+        if claims.exp <= clock():
+            return GrantError("expired", "the token the subscription is served under has expired")
+        try:
+            await grants.ensure_active(claims)
+        except GrantError as exc:
+            return exc
+        if not may_read(store, caller, scope):
+            return AccordError("policy_denied", f"{caller.client_id} may no longer read under {scope}")
+        return None
+
+    return refusal
 
 
 class PolicyScopeBound:

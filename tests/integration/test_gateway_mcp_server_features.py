@@ -34,6 +34,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -85,8 +86,8 @@ class World:
     fixture_url: str
     fixture_secret: str
 
-    def token(self, scopes: list[str], client_id: str = READER) -> str:
-        return self.mesh.mint(scopes=scopes, client_id=client_id, subject=client_id)
+    def token(self, scopes: list[str], client_id: str = READER, lifetime_s: int = 120) -> str:
+        return self.mesh.mint(scopes=scopes, client_id=client_id, subject=client_id, lifetime_s=lifetime_s)
 
     async def reads_at_fixture(self, method: str) -> int:
         """Requests of one MCP method the fixture server received (its own record of their headers)."""
@@ -336,10 +337,13 @@ class Asked:
 
 
 @asynccontextmanager
-async def asker(world: World, mode: str, asked: Asked, **options: Any) -> AsyncIterator[Client]:
-    """A caller of the back-channel tools, answering as `asked` records (`options` go to the client)."""
+async def asker(
+    world: World, mode: str, asked: Asked, http: httpx.AsyncClient | None = None, **options: Any
+) -> AsyncIterator[Client]:
+    """A caller of the back-channel tools, answering as `asked` records (`options` go to the client), over
+    `http` (by default a client of its own with a fresh token)."""
     token = world.token(ASKER_SCOPES, client_id=ASKER)
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    http = http or create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     callbacks: dict[str, Any] = {
         "elicitation_callback": asked.elicit,
         "sampling_callback": asked.sample,
@@ -498,6 +502,52 @@ async def test_a_session_hears_of_a_subscribed_resource_changing_until_it_unsubs
     assert [(r["action"], r["outcome"]) for r in subscribed][-2:] == [
         ("resources/subscribe", "allowed"),
         ("resources/unsubscribe", "allowed"),
+    ]
+
+
+SHORT_TOKEN_S = 3
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # resources/subscribe
+@pytest.mark.parametrize("renewed", [False, True])
+async def test_a_subscription_is_served_only_while_the_sessions_token_holds(
+    world: World, renewed: bool
+) -> None:
+    """Updates reach a session under the token of its latest request: once that token has expired, the
+    next update ends the watch (audited) instead of reaching the session; a session that went on with a
+    fresh token keeps hearing."""
+    asked, other = Asked(), Asked()
+    before = len(await ended_watches(world))
+    token = world.token(ASKER_SCOPES, client_id=ASKER, lifetime_s=SHORT_TOKEN_S)
+    expires = time.time() + SHORT_TOKEN_S
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with asker(world, "legacy", asked, http=http) as client, asker(world, "legacy", other) as updater:
+        await client.subscribe_resource(WATCHED)
+        await updater.call_tool("update_watched_resource", {})
+
+        async def heard(count: int) -> bool:
+            return asked.updates == [WATCHED] * count
+
+        await eventually(lambda: heard(1), timeout=10)
+        if renewed:
+            http.headers["Authorization"] = f"Bearer {world.token(ASKER_SCOPES, client_id=ASKER)}"
+            await client.send_ping()  # the session's latest request, under the fresh token
+        await asyncio.sleep(expires - time.time() + 0.5)
+        await updater.call_tool("update_watched_resource", {})
+        if renewed:
+            await eventually(lambda: heard(2), timeout=10)
+        else:
+            await asyncio.sleep(1.5)
+            assert asked.updates == [WATCHED]  # the update after expiry did not reach the session
+    ended = (await ended_watches(world))[before:]
+    assert ended == ([] if renewed else [("denied", "invalid_token", "expired")])
+
+
+async def ended_watches(world: World) -> list[tuple[str, str, str | None]]:
+    return [
+        (r["outcome"], r["reason"], r["details"].get("cause"))
+        for r in await world.mesh.audit.records()
+        if r["actor"] == ASKER and r["action"] == "notifications/resources/updated"
     ]
 
 
