@@ -339,10 +339,11 @@ async def metered(meter: CpuMeter, count: int, side: Awaitable[Sample]) -> Sampl
     return replace(sample, cpu_ms_per_step=meter.per(count))
 
 
-def median_cpu(side: str, samples: list[Sample]) -> dict[str, float]:
-    """`<side>_cpu_<process>`: the median CPU ms per step of each process."""
+def mean_cpu(side: str, samples: list[Sample]) -> dict[str, float]:
+    """`<side>_cpu_<process>`: the CPU ms per step of each process over all the runs (the kernel counts
+    CPU time in 10 ms ticks, too coarse for one run of a few steps)."""
     return {
-        f"{side}_cpu_{name}": statistics.median(s.cpu_ms_per_step[name] for s in samples)
+        f"{side}_cpu_{name}": statistics.fmean(s.cpu_ms_per_step[name] for s in samples)
         for name in samples[0].cpu_ms_per_step
     }
 
@@ -375,8 +376,8 @@ async def measure(
                 "slowest_agent_ms": statistics.median(s.slowest_agent_ms for s in runs),
                 "orchestrated_ratio": statistics.median(s.ratio for s in runs),
                 "orchestrator_own_ms": statistics.median(s.wall_ms - s.slowest_call_ms for s in runs),
-                **median_cpu("orchestrated", runs),
-                **median_cpu("gather", gathers),
+                **mean_cpu("orchestrated", runs),
+                **mean_cpu("gather", gathers),
             }
             echo(report_line(count, figures[count]))
     return figures

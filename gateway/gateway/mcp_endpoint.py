@@ -80,6 +80,12 @@ class McpEndpoint:
             session_idle_timeout=session_idle_seconds,
             max_sessions=max_sessions,
         )
+        # The manager keeps each session's owner only privately. The per-client session cap and the
+        # session's subscriptions depend on reading it: an SDK without it must fail here, not quietly.
+        owners = getattr(self.sessions, "_session_owners", None)
+        if not isinstance(owners, dict):
+            raise RuntimeError("this MCP SDK's session manager does not keep session owners")
+        self._owners: dict[str, object] = owners
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -90,15 +96,13 @@ class McpEndpoint:
             yield
 
     def sessions_of(self, owner: AuthenticatedUser) -> int:
-        """The open sessions `owner` opened. The manager keeps each session's owner only privately."""
+        """The open sessions `owner` opened."""
         wanted = authorization_context(owner)
-        owners: dict[str, object] = getattr(self.sessions, "_session_owners", {})
-        return sum(1 for opener in owners.values() if opener == wanted)
+        return sum(1 for opener in self._owners.values() if opener == wanted)
 
     def owned_by(self, session: str, owner: AuthenticatedUser) -> bool:
         """Whether `owner` opened `session` (the manager serves a session to its opener only)."""
-        owners: dict[str, object] = getattr(self.sessions, "_session_owners", {})
-        return owners.get(session) == authorization_context(owner)
+        return self._owners.get(session) == authorization_context(owner)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state")

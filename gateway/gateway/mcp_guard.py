@@ -272,7 +272,12 @@ class McpGuard:
             error = AccordError("rate_limited", f"{caller.client_id} is still opening another session")
             return Rejection(error, retry_after_s=1)
         limit = self._config.max_sessions_per_client
-        if self._open_sessions(caller) >= limit:
+        try:
+            held = self._open_sessions(caller)
+        except BaseException:
+            turn.release()
+            raise
+        if held >= limit:
             turn.release()
             error = AccordError("rate_limited", f"{caller.client_id} already holds {limit} open sessions")
             return Rejection(error, retry_after_s=60)

@@ -12,10 +12,11 @@ from starlette.requests import Request
 
 from accord.errors import AccordError
 from gateway.caller import Caller, caller_of
-from gateway.federation import ReadAccess, SubscriptionAuthority, ToolVisibility
+from gateway.federation import ReadAccess, ToolVisibility
 from gateway.oauth.clients import OAuthClient
 from gateway.oauth.grants import GrantAuthority, GrantError
 from gateway.policy import PolicyStore, Subject, tool_scope
+from gateway.resource_watches import SubscriptionAuthority
 
 
 def policy_visibility(store: PolicyStore) -> ToolVisibility:
@@ -63,8 +64,10 @@ def subscription_authority(
             await grants.ensure_active(claims)
         except GrantError as exc:
             return exc
-        if not may_read(store, caller, scope):
-            return AccordError("policy_denied", f"{caller.client_id} may no longer read under {scope}")
+        if scope not in claims.scopes:
+            return AccordError("insufficient_scope", f"the token lacks the scope {scope}")
+        if not store.current.allows_scope(caller.subject, scope):
+            return AccordError("policy_denied", f"the policy of {caller.client_id} no longer allows {scope}")
         return None
 
     return refusal

@@ -654,6 +654,8 @@ async def test_a_burst_of_openings_cannot_pass_the_session_cap_together(world: W
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * SESSIONS_PER_CLIENT + [429] * (2 * SESSIONS_PER_CLIENT), statuses
+    # Refused by the cap (which asks a client to come back in a minute), not by the rate limiter.
+    assert {r.headers.get("retry-after") for r in responses if r.status_code == 429} == {"60"}
     opened = {r.headers.get("mcp-session-id") for r in responses if r.status_code == 200}
     assert len(opened) == SESSIONS_PER_CLIENT
     refused = [r for r in await world.mesh.audit.records() if r["actor"] == "session-burst"]

@@ -108,8 +108,10 @@ async def test_a_revoked_grant_ends_the_subscription(world: World) -> None:
 
 
 async def test_a_scope_the_token_lacks_ends_the_subscription(world: World) -> None:
-    refusal = await world.authority(world.caller, "resources:other")
-    assert refusal is not None and refusal.reason == "policy_denied"  # noqa: PT018
+    # The policy still names the upstream: only the token's scope is missing.
+    without = Caller(replace(world.caller.claims, scopes=frozenset()), world.caller.subject)
+    refusal = await world.authority(without, SCOPE)
+    assert refusal is not None and refusal.reason == "insufficient_scope"  # noqa: PT018
 
 
 async def test_a_policy_that_no_longer_names_the_upstream_ends_the_subscription(world: World) -> None:

@@ -60,7 +60,7 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 
-from accord.a2a_errors import AccordRefusal, a2a_refusal
+from accord.a2a_errors import LINK_LOST_CAUSE, AccordRefusal, a2a_refusal
 from accord.audit import AuditEvent, AuditLog
 from accord.bearer import bearer_of
 from accord.errors import AccordError
@@ -138,8 +138,9 @@ def _kind_for(error: AccordError) -> type[A2AError]:
     return InvalidRequestError if error.kind.http_status < 500 else InternalError
 
 
-def _unavailable(agent: str) -> A2AError:
-    return a2a_refusal(AccordError("agent_unavailable", f"agent {agent} did not answer"), InternalError)
+def _unavailable(agent: str, cause: str | None = None) -> A2AError:
+    error = AccordError("agent_unavailable", f"agent {agent} did not answer")
+    return a2a_refusal(error, InternalError, cause)
 
 
 def _payload(event: StreamResponse) -> Reply:
@@ -403,7 +404,7 @@ class RelayHandler(RequestHandler):
                 await self._abandon(admission, grant)
             await self._core.links.forget(admission.agent)
             await self._record_failure(admission, "agent_unavailable", type(exc).__name__)
-            raise _unavailable(admission.agent.name) from None
+            raise _unavailable(admission.agent.name, LINK_LOST_CAUSE) from None
         except A2AError as exc:
             await self._abandon(admission, grant)
             await self._record_failure(admission, "agent_failed", f"the agent answered {type(exc).__name__}")

@@ -38,6 +38,7 @@ from a2a.utils.errors import A2AError, TaskNotFoundError
 from jsonschema import Draft202012Validator
 from opentelemetry.trace import Span
 
+from accord.a2a_errors import LINK_LOST_CAUSE
 from accord.cards import skill_schemas
 from accord.errors import AccordError
 from accord.payloads import (
@@ -401,18 +402,33 @@ class AgentDispatcher:
             except AccordError as error:
                 if not _followable(error, assembly):
                     raise
-                # The stream broke after the agent accepted the task: it runs on there, so it is followed
-                # by id (as after a restart) rather than sent again elsewhere.
-                logger.info("stream lost, following the task", extra={"agent": call.agent.name})
-                assembly.stream_lost = True
-                async with self._relaying(call):
-                    client = await call.relay.client_for(call.agent)
-                    await self._follow(call, client, assembly)
+                await self._follow_lost(call, assembly, error)
         except _UnknownTask:
             # The task was lost under us (the relay forgot it): the step may be tried again.
             detail = f"the task {call.agent.name} accepted can no longer be followed"
             raise AccordError("agent_unavailable", detail) from None
         return assembly
+
+    async def _follow_lost(self, call: _Call, assembly: TaskAssembly, error: AccordError) -> None:
+        """The stream broke after the agent accepted the task: it runs on there, so it is followed by id
+        (as after a restart), through further link failures too, until it settles or the step's deadline
+        passes. It is never sent again, here or elsewhere: that could run it twice."""
+        assembly.stream_lost = True
+        delay = _POLL_FIRST_S
+        while True:
+            extra = {"agent": call.agent.name, "reason": error.reason}
+            logger.info("stream lost, following the task", extra=extra)
+            try:
+                async with self._relaying(call):
+                    client = await call.relay.client_for(call.agent)
+                    await self._follow(call, client, assembly)
+                return
+            except AccordError as again:
+                if not _followable(again, assembly):
+                    raise
+                error = again
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
 
     async def _reattach(self, call: _Call) -> TaskAssembly | None:
         """Follow the task a previous process left in flight, by its id; None when it is not known."""
@@ -508,16 +524,17 @@ class AgentDispatcher:
         return output
 
 
-_LINK_FAILURES = frozenset({"agent_unavailable", "upstream_unavailable"})
-
-
 def _followable(error: AccordError, assembly: TaskAssembly) -> bool:
     """Whether a failed exchange left an accepted, unfinished task to follow: a link broke after the
-    task's id arrived, ours to the relay (`upstream_unavailable`) or the relay's to the agent (the relay
-    says `agent_unavailable`, and keeps the task's grant for the follow)."""
+    task's id arrived, ours to the relay (`upstream_unavailable`, or a 5xx without an answer), or the
+    relay's to the agent (the relay says so: `agent_unavailable` with cause `link_lost`, and keeps the
+    task's grant for the follow). What the agent itself answered is its answer, not a lost link."""
     task = assembly.task
-    accepted = task is not None and bool(task.id) and task.status.state not in _SETTLED
-    return accepted and error.reason in _LINK_FAILURES
+    if task is None or not task.id or task.status.state in _SETTLED:
+        return False
+    if error.context.get("from_agent"):
+        return error.reason == "agent_unavailable" and error.context.get("cause") == LINK_LOST_CAUSE
+    return error.reason in ("agent_unavailable", "upstream_unavailable")
 
 
 def _mark_retry(span: Span, step: StepRef, failovers: int, last_error: AccordError | None) -> None:

@@ -48,6 +48,11 @@ class AccordRefusal(A2AError):
         super().__init__(_message(error, cause), data=_data(error, cause))
 
 
+# The cause the gateway relay gives `agent_unavailable` when its link to the agent broke (the agent may
+# well be working on): a caller holding the task's id follows it rather than sending the step again.
+LINK_LOST_CAUSE = "link_lost"
+
+
 def a2a_refusal(
     error: AccordError, kind: type[A2AError] = InvalidRequestError, cause: str | None = None
 ) -> A2AError:

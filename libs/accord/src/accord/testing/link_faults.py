@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -21,6 +22,8 @@ def require_link_cutting() -> None:
         problem = "ss (iproute2) is not installed"
     elif os.geteuid() != 0:
         problem = "destroying sockets needs root (CAP_NET_ADMIN)"
+    elif not _cuts_a_connection():
+        problem = "this kernel does not destroy sockets (CONFIG_INET_DIAG_DESTROY)"
     if problem is None:
         return
     if os.environ.get("CI", "").lower() == "true":
@@ -41,3 +44,16 @@ def cut_connections_to(port: int, host: str = "127.0.0.1") -> int:
         raise RuntimeError(f"ss -K failed ({result.returncode}): {result.stderr.strip()[:200]}")
     # ss lists what it destroyed: a header line, then one line per socket.
     return sum(1 for line in result.stdout.splitlines()[1:] if line.strip())
+
+
+def _cuts_a_connection() -> bool:
+    """Whether `ss -K` really cuts a loopback connection made for the purpose."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            accepted, _ = server.accept()
+            with accepted:
+                try:
+                    return cut_connections_to(port) == 1
+                except (RuntimeError, OSError, subprocess.SubprocessError):
+                    return False
