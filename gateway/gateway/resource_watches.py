@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import Context
 from dataclasses import dataclass, field
+from typing import Any
 
 from accord.errors import AccordError
 from gateway.caller import Caller
@@ -80,7 +81,7 @@ class ResourceWatches:
         # The caller each watching session was last seen as, and when its token's expiry is checked.
         self._callers: dict[str, Caller] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self._checks: set[asyncio.Task[None]] = set()
+        self._checks: set[asyncio.Task[bool]] = set()
 
     def watching(self, session: str) -> set[str]:
         return set(self._sessions.get(session, {}))
@@ -136,7 +137,9 @@ class ResourceWatches:
                 watch.task.cancel()
 
     async def aclose(self) -> None:
-        tasks = [w.task for watches in self._sessions.values() for w in watches.values() if w.task]
+        tasks: list[asyncio.Task[Any]] = [
+            w.task for watches in self._sessions.values() for w in watches.values() if w.task
+        ]
         for session in list(self._callers):
             self._forget_caller(session)
         self._sessions.clear()
