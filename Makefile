@@ -34,7 +34,7 @@ up: install ## Start the whole mesh on 127.0.0.1 (Ctrl-C stops it)
 	$(VENV)/bin/accord up
 
 test: install ## Run the test suite (unit, integration on real processes, security)
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	bash scripts/run-tests.sh
 
 lint: install ## ruff (lint + format check) and mypy (strict)
 	$(VENV)/bin/ruff check .
