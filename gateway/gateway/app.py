@@ -79,11 +79,12 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         scope_bound=PolicyScopeBound(policy),
     )
     trusted = {issuer: RemoteJwksTrust(url) for issuer, url in settings.gateway_trusted_issuers.items()}
+    key_trusted = keys_still_trusted({**trusted, config.issuer: oauth.ring})
     verifier = CachedTokenVerifier(
         oauth.access_token_verifier(trusted_issuers=dict(trusted)),
         own_issuer=config.issuer,
         leeway_s=config.leeway_s,
-        key_trusted=keys_still_trusted({**trusted, config.issuer: oauth.ring}),
+        key_trusted=key_trusted,
     )
     limiter: RateLimiter = RedisRateLimiter(oauth.redis) if oauth.redis is not None else MemoryRateLimiter()
     run_tool_calls: RunToolCalls = (
@@ -95,7 +96,7 @@ def create_app(settings: GatewaySettings, *, routers: Sequence[APIRouter] = ()) 
         LayerVerdictAuthorizer(),
         policy_visibility(policy),
         policy_read_access(policy),
-        subscription_authority(policy, oauth.grants),
+        subscription_authority(policy, oauth.grants, key_trusted),
     )
     mcp_app = federation.http_app(
         TransportSecuritySettings(

@@ -29,6 +29,9 @@ MESSAGE_KEY = "accord.mcp_message"
 class Caller:
     claims: AccessClaims
     subject: Subject
+    # The key the token was signed with, where the verifier tracks keys: what stays open on the
+    # caller's behalf (a subscription) ends when that key is no longer trusted.
+    key_id: str | None = None
 
     @property
     def client_id(self) -> str:

@@ -216,7 +216,7 @@ class McpGuard:
             claims = await self._verifier.verify(token)
         except TokenError as exc:
             raise _Refused(Rejection(exc, cause=exc.cause)) from None
-        caller = Caller(claims, self._subject(claims))
+        caller = Caller(claims, self._subject(claims), self._verifier.key_id(token))
         try:
             await self._grants.ensure_active(claims)
         except GrantError as exc:

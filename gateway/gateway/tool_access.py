@@ -11,6 +11,7 @@ import mcp_types as types
 from starlette.requests import Request
 
 from accord.errors import AccordError
+from accord.tokens import TokenError
 from gateway.caller import Caller, caller_of
 from gateway.federation import ReadAccess, ToolVisibility
 from gateway.oauth.clients import OAuthClient
@@ -51,15 +52,21 @@ def may_read(store: PolicyStore, caller: Caller, scope: str) -> bool:
 
 
 def subscription_authority(
-    store: PolicyStore, grants: GrantAuthority, clock: Callable[[], float] = time.time
+    store: PolicyStore,
+    grants: GrantAuthority,
+    key_trusted: Callable[[str, str], bool],
+    clock: Callable[[], float] = time.time,
 ) -> SubscriptionAuthority:
     """Why a session's subscription may no longer be served under its latest token (None: it may): the
-    token expired, its task grant ended, or the scope or the policy no longer allow the read."""
+    token expired, the key that signed it is no longer trusted, its task grant ended, or the scope or the
+    policy no longer allow the read."""
 
     async def refusal(caller: Caller, scope: str) -> AccordError | None:
         claims = caller.claims
         if claims.exp <= clock():
             return GrantError("expired", "the token the subscription is served under has expired")
+        if caller.key_id is None or not key_trusted(claims.iss, caller.key_id):
+            return TokenError("unknown_key", "the key that signed the token is no longer trusted")
         try:
             await grants.ensure_active(claims)
         except GrantError as exc:

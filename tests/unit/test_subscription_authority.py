@@ -1,6 +1,7 @@
 """Whether a session's subscription may still be served, under the real grant authority (SQLite) and the
-real policy store: a token that expired, a task grant revoked, a scope the token lacks and a policy that
-no longer names the upstream each end it, with their reason codes."""
+real policy store: a token that expired, one whose signing key is no longer trusted, a task grant revoked,
+a scope the token lacks and a policy that no longer names the upstream each end it, with their reason
+codes."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from gateway.policy import PolicyStore, Subject
 from gateway.tool_access import subscription_authority
 
 SCOPE = "resources:fixture"
+TRUSTED_KEYS = {"key-1"}
 NOW = 1_900_000_000.0
 
 
@@ -78,11 +80,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     )
     try:
         yield World(
-            subscription_authority(store, grants, clock=lambda: NOW),
+            subscription_authority(store, grants, lambda issuer, kid: kid in TRUSTED_KEYS, clock=lambda: NOW),
             grants,
             store,
             policy_file,
-            Caller(claims, Subject("watcher")),
+            Caller(claims, Subject("watcher"), "key-1"),
         )
     finally:
         await engine.dispose()
@@ -93,10 +95,19 @@ async def test_a_caller_whose_token_grant_scope_and_policy_hold_is_served(world:
 
 
 async def test_an_expired_token_ends_the_subscription(world: World) -> None:
-    expired = Caller(replace(world.caller.claims, exp=int(NOW)), world.caller.subject)
+    expired = Caller(replace(world.caller.claims, exp=int(NOW)), world.caller.subject, "key-1")
     refusal = await world.authority(expired, SCOPE)
     assert refusal is not None
     assert (refusal.reason, getattr(refusal, "cause", None)) == ("invalid_token", "expired")
+
+
+async def test_a_token_whose_signing_key_is_no_longer_trusted_ends_the_subscription(world: World) -> None:
+    retired = Caller(world.caller.claims, world.caller.subject, "key-0")
+    untracked = Caller(world.caller.claims, world.caller.subject)
+    for caller in (retired, untracked):
+        refusal = await world.authority(caller, SCOPE)
+        assert refusal is not None
+        assert (refusal.reason, getattr(refusal, "cause", None)) == ("invalid_token", "unknown_key")
 
 
 async def test_a_revoked_grant_ends_the_subscription(world: World) -> None:
@@ -109,7 +120,7 @@ async def test_a_revoked_grant_ends_the_subscription(world: World) -> None:
 
 async def test_a_scope_the_token_lacks_ends_the_subscription(world: World) -> None:
     # The policy still names the upstream: only the token's scope is missing.
-    without = Caller(replace(world.caller.claims, scopes=frozenset()), world.caller.subject)
+    without = Caller(replace(world.caller.claims, scopes=frozenset()), world.caller.subject, "key-1")
     refusal = await world.authority(without, SCOPE)
     assert refusal is not None and refusal.reason == "insufficient_scope"  # noqa: PT018
 

@@ -133,6 +133,10 @@ class CachedTokenVerifier:
         self._remember(token, claims)
         return claims
 
+    def key_id(self, token: str) -> str | None:
+        """The key a token verified here was signed with (None where keys are not tracked)."""
+        return self._kids.get(token)
+
     def _still_trusted(self, token: str, claims: AccessClaims) -> bool:
         kid = self._kids.get(token)
         return self._key_trusted is None or (kid is not None and self._key_trusted(claims.iss, kid))
