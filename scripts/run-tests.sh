@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: the suite as two shards at once (see tests/conftest.py). The tests that need the machine's
-# PostgreSQL or Redis (which listen on its loopback) and the main mesh's modules run on the host's network;
-# half of the others run in a network namespace of their own, where no port of theirs can meet one of the
-# host shard's. Where no namespace can be made (not root, no unshare), the whole suite runs as one.
+# `make test`: the suite as two shards at once (see tests/conftest.py). The modules with tests that need the
+# machine's PostgreSQL or Redis (which listen on its loopback) run on the host's network with about half of
+# the rest; the other half runs in a network namespace of its own, where no port of theirs can meet one of
+# the host shard's. Where no namespace can be made (not root, no unshare), the whole suite runs as one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pytest=(.venv/bin/pytest -q -p no:cacheprovider "$@")

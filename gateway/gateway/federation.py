@@ -91,7 +91,6 @@ class Federation:
     ) -> None:
         self._visibility = visibility
         self._readable = readable
-        self._subscription_authority = subscription_authority
         self._audit = audit_log
         self.endpoint: McpEndpoint | None = None
         self._lifespan_users = 0
@@ -266,9 +265,9 @@ class Federation:
     ) -> types.EmptyResult:
         """A session's subscription, authorized like a read of the resource (`gateway.resource_watches`)."""
         uri, session = str(params.uri), session_of(ctx)
-        request = ctx.request if isinstance(ctx.request, Request) else None
-        subscriber = caller_of(request)
-        trace_id = trace_id_from(ctx.meta, request.headers if request is not None else Headers())
+        # Who subscribes, and under which trace: what a watch that ends is recorded with.
+        opening = _ReadAudit.of(self._audit, ctx, UPDATE_ACTION)
+        subscriber, trace_id = opening.caller, opening.trace_id
 
         async def notify() -> None:
             await ctx.session.send_resource_updated(uri)

@@ -42,13 +42,13 @@ def policy_read_access(store: PolicyStore) -> ReadAccess:
 
     def readable(request: Request | None, scope: str) -> bool:
         caller = caller_of(request)
-        return caller is not None and may_read(store, caller, scope)
+        return (
+            caller is not None
+            and scope in caller.claims.scopes
+            and store.current.allows_scope(caller.subject, scope)
+        )
 
     return readable
-
-
-def may_read(store: PolicyStore, caller: Caller, scope: str) -> bool:
-    return scope in caller.claims.scopes and store.current.allows_scope(caller.subject, scope)
 
 
 def subscription_authority(

@@ -451,7 +451,8 @@ async def test_a_stream_cut_after_the_agent_accepted_is_followed_by_id_and_no_st
     if link == "orchestrator-relay":
         port = port_of(mesh.url("gateway"))
     else:
-        port = durable.agent.settings.grpc_port if transport == "GRPC" else port_of(durable.agent.base_url)
+        settings = durable.agent.settings
+        port = settings.grpc_port if transport == "GRPC" else settings.port
     assert cut_connections_to(port) >= 1
     assert not durable.witness.ran[(tag, "c")], "the link was cut after the steps had ended"
 

@@ -7,13 +7,18 @@ import asyncio
 
 from starlette.types import Message
 
-from gateway.session_openings import SessionOpenings
+from gateway.session_openings import SessionOpenings, Turn
+
+
+async def held(openings: SessionOpenings, key: str = "a") -> Turn:
+    turn = await openings.turn(key)
+    assert turn is not None
+    return turn
 
 
 async def test_a_clients_openings_take_turns_and_others_do_not_wait() -> None:
     openings = SessionOpenings()
-    first = await openings.turn("a")
-    assert first is not None
+    first = await held(openings)
     second = asyncio.create_task(openings.turn("a"))
     other = await asyncio.wait_for(openings.turn("b"), 1)  # another client is never held up
     assert other is not None
@@ -29,8 +34,7 @@ async def test_a_clients_openings_take_turns_and_others_do_not_wait() -> None:
 
 async def test_the_turn_passes_on_as_the_response_starts_and_releasing_twice_is_harmless() -> None:
     openings = SessionOpenings()
-    turn = await openings.turn("a")
-    assert turn is not None
+    turn = await held(openings)
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
@@ -49,23 +53,21 @@ async def test_the_turn_passes_on_as_the_response_starts_and_releasing_twice_is_
 
 async def test_a_turn_that_does_not_come_in_time_is_refused_and_leaves_nothing() -> None:
     openings = SessionOpenings(wait_s=0.05)
-    held = await openings.turn("a")
-    assert held is not None
+    holder = await held(openings)
     assert await openings.turn("a") is None
     assert openings.waiting() == 1
-    held.release()
+    holder.release()
     assert openings.waiting() == 0
 
 
 async def test_a_waiter_cancelled_leaves_the_queue_as_it_was() -> None:
     openings = SessionOpenings()
-    held = await openings.turn("a")
-    assert held is not None
+    holder = await held(openings)
     waiter = asyncio.create_task(openings.turn("a"))
     await asyncio.sleep(0.01)
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
-    held.release()
+    holder.release()
     assert openings.waiting() == 0
     again = await asyncio.wait_for(openings.turn("a"), 1)
     assert again is not None
