@@ -269,6 +269,23 @@ async def read_json_object(request: Request, max_bytes: int = 1_000_000) -> dict
 
 BackgroundServer = Callable[[], AbstractAsyncContextManager[None]]
 SSE_DRAIN_GRACE_S = 3.0
+# How long an idle keep-alive connection stays open here: well past the time client pools keep one (httpx:
+# 5 s, uvicorn's own default too). With equal times, a client could send on a connection in the very
+# moment the server closes it, and see a ReadError for a request that never arrived.
+KEEP_ALIVE_S = 30.0
+
+
+def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn settings every Accord HTTP server runs with."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=int(KEEP_ALIVE_S),
+    )
 
 
 class OwnSignalsServer(uvicorn.Server):
@@ -298,8 +315,7 @@ async def serve(app: FastAPI, host: str, port: int, extra: list[BackgroundServer
 
 
 async def _serve(app: FastAPI, host: str, port: int, extra: list[BackgroundServer] | None) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-    server = OwnSignalsServer(config)
+    server = OwnSignalsServer(server_config(app, host, port))
 
     loop = asyncio.get_running_loop()
 

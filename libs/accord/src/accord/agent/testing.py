@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
@@ -19,21 +18,15 @@ from accord.agent.agent import Agent
 from accord.agent.grants import GrantTokens
 from accord.agent.registration import Register
 from accord.agent.settings import AgentSettings
+from accord.service import OwnSignalsServer, server_config
 from accord.testing.ports import free_port
-
-
-class _InProcessServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # Signals belong to the test runner, not to a server it starts.
-        yield
 
 
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp, host: str, port: int, startup_timeout_s: float = 10.0) -> AsyncIterator[None]:
     """Serve an ASGI app with uvicorn on this event loop until the block exits."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-    server = _InProcessServer(config)
+    # Signals belong to the test runner, not to a server it starts.
+    server = OwnSignalsServer(server_config(app, host, port))
     task = asyncio.create_task(server.serve(), name=f"uvicorn-{port}")
     deadline = time.monotonic() + startup_timeout_s
     while not server.started:
